@@ -1,0 +1,83 @@
+"""The client's sockets to the hub, owned by one background I/O thread.
+
+ZMQ sockets must not be shared between threads, so user threads hand their
+already signed frames to the I/O thread over an inproc socket, and the I/O
+thread alone touches the sockets connected to the hub.  It calls back with
+every reply and every iopub message it receives.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+import zmq
+
+from ..protocol import hub_url
+
+log = logging.getLogger("pxmagic.client")
+
+_STOP = b"stop"
+
+
+class HubChannel:
+    """A DEALER for requests and replies and a SUB for output, served by a thread."""
+
+    def __init__(
+        self,
+        info: dict,
+        on_reply: Callable[[list], None],
+        on_output: Callable[[list], None],
+    ):
+        self.context = zmq.Context()
+        self._on_reply = on_reply
+        self._on_output = on_output
+        self._requests = self.context.socket(zmq.DEALER)
+        self._requests.linger = 1000
+        self._requests.connect(hub_url(info, "request_port"))
+        self._output = self.context.socket(zmq.SUB)
+        self._output.linger = 0
+        self._output.setsockopt(zmq.SUBSCRIBE, b"")
+        self._output.connect(hub_url(info, "iopub_port"))
+        inbox_url = f"inproc://pxmagic-client-{id(self)}"
+        self._inbox = self.context.socket(zmq.PULL)
+        self._inbox.bind(inbox_url)
+        self._outbox = self.context.socket(zmq.PUSH)
+        self._outbox.connect(inbox_url)
+        self._outbox_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, name="pxmagic-io", daemon=True)
+        self._thread.start()
+
+    def send(self, frames: list, track: bool = False) -> zmq.MessageTracker | None:
+        """Queue a signed message for the hub; with ``track``, a tracker of its buffers."""
+        with self._outbox_lock:
+            return self._outbox.send_multipart(frames, copy=False, track=track)
+
+    def close(self) -> None:
+        if not self._thread.is_alive():
+            return
+        with self._outbox_lock:
+            self._outbox.send(_STOP)
+        self._thread.join(5)
+        self._outbox.close(linger=0)
+        self.context.term()
+
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        for socket in (self._inbox, self._requests, self._output):
+            poller.register(socket, zmq.POLLIN)
+        while True:
+            for socket, _ in poller.poll():
+                frames = socket.recv_multipart(copy=False)
+                if socket is self._inbox:
+                    if len(frames) == 1 and frames[0].bytes == _STOP:
+                        for own in (self._inbox, self._requests, self._output):
+                            own.close()
+                        return
+                    self._requests.send_multipart(frames, copy=False)
+                    continue
+                handler = self._on_reply if socket is self._requests else self._on_output
+                try:
+                    handler(frames)
+                except Exception:
+                    log.exception("error handling a message from the hub")

@@ -1,0 +1,254 @@
+"""Client: the user's handle on a running cluster.
+
+``Client()`` reads the cluster's connection file, connects to the hub and
+learns which engines exist; ``rc[:]``, ``rc[i]``, ``rc[1:3]`` make views.
+Replies are matched to their AsyncResult by ``msg_id`` on the I/O thread.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Any, Iterable
+
+from jupyter_client.session import Session
+
+from .. import connection, serialize
+from ..error import TimeoutError
+from ..protocol import (
+    ENGINE_STATUS,
+    HUB_INFO_REQUEST,
+    HUB_SHUTDOWN_REQUEST,
+    HUB_TOPIC,
+    request_metadata,
+)
+from .asyncresult import AsyncResult, decode_reply
+from .channel import HubChannel
+from .view import DirectView
+
+log = logging.getLogger("pxmagic.client")
+
+Targets = Any  # None, "all", an engine id, a slice, or an iterable of ids
+
+
+class Client:
+    """A connection to one pxmagic cluster.
+
+    ``url_file`` is the path of its ``pxmagic-client.json``; without it the
+    file of ``profile`` (default ``"default"``) and ``cluster_id`` is used.
+    """
+
+    def __init__(
+        self,
+        url_file: str | Path | None = None,
+        profile: str | None = None,
+        cluster_id: str = "",
+        timeout: float = 10.0,
+    ):
+        path = Path(url_file) if url_file else connection.client_file(profile or "default", cluster_id)
+        self.connection_file = path
+        info = connection.read_client_file(path)
+        self.profile = info.get("profile", profile or "default")
+        self.sign_buffers = bool(info.get("sign_buffers"))
+        self.session = Session(
+            key=info["key"].encode(),
+            signature_scheme=info["signature_scheme"],
+            username=getpass.getuser(),
+        )
+        self._engines: dict[int, dict] = {}
+        self._pending: dict[str, tuple[AsyncResult, int]] = {}
+        self._outputs: dict[str, tuple[AsyncResult, int]] = {}
+        self._hub_requests: dict[str, futures.Future] = {}
+        self.rejected_messages = 0
+        self._channel = HubChannel(info, self._on_reply, self._on_output)
+        try:
+            self._refresh_engines(timeout)
+        except Exception:
+            self.close()
+            raise
+
+    # -- engines ------------------------------------------------------------
+    @property
+    def ids(self) -> list[int]:
+        """Ids of the engines that are up, in order."""
+        return sorted(self._engines)
+
+    def _refresh_engines(self, timeout: float) -> None:
+        reply = self._hub_request(HUB_INFO_REQUEST, timeout)
+        self._engines = {int(k): v for k, v in reply["content"]["engines"].items()}
+
+    def wait_for_engines(self, n: int, timeout: float = 60.0) -> None:
+        """Wait until at least ``n`` engines are up."""
+        deadline = time.monotonic() + timeout
+        while len(self._engines) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(self._engines)} of {n} engines after {timeout} s")
+            time.sleep(0.05)
+            self._refresh_engines(max(0.1, deadline - time.monotonic()))
+
+    def engine_connection_file(self, engine_id: int) -> str:
+        """The kernel connection file of an engine, for ``jupyter console --existing``."""
+        self.resolve_targets(engine_id)
+        return self._engines[engine_id]["connection_file"]
+
+    def resolve_targets(self, targets: Targets) -> tuple[list[int], bool]:
+        """Engine ids meant by ``targets``, and whether a single engine was named."""
+        ids = self.ids
+        if targets is None or targets == "all":
+            chosen = ids
+        elif isinstance(targets, int) and not isinstance(targets, bool):
+            if targets not in self._engines:
+                raise IndexError(f"no engine {targets}: this cluster's engines are {ids}")
+            return [targets], True
+        elif isinstance(targets, slice):
+            chosen = ids[targets]
+        elif isinstance(targets, Iterable) and not isinstance(targets, (str, bytes)):
+            chosen = list(targets)
+            unknown = [t for t in chosen if t not in self._engines]
+            if unknown:
+                raise IndexError(f"no engine {unknown}: this cluster's engines are {ids}")
+        else:
+            raise TypeError(f"targets must be an engine id, a slice, a list of ids or 'all', not {targets!r}")
+        if not chosen:
+            raise IndexError(f"{targets!r} selects no engine: this cluster's engines are {ids}")
+        return chosen, False
+
+    def __getitem__(self, targets: Targets) -> DirectView:
+        return self.direct_view(targets)
+
+    def direct_view(self, targets: Targets = "all") -> DirectView:
+        """A DirectView on ``targets``: ``"all"`` follows the engines as they come and go."""
+        self.resolve_targets(targets)
+        return DirectView(self, targets)
+
+    # -- sending ------------------------------------------------------------
+    def send_request(
+        self,
+        msg_type: str,
+        content: dict,
+        targets: list[int],
+        single: bool,
+        method: str,
+        buffers: list | None = None,
+        track: bool = False,
+    ) -> AsyncResult:
+        """Send one request for ``targets`` to the hub; the AsyncResult resolves from the replies."""
+        buffers = buffers or []
+        digests = serialize.digests(buffers) if self.sign_buffers else None
+        msg = self.session.msg(msg_type, content, metadata=request_metadata(targets, digests))
+        result = AsyncResult(msg["header"]["msg_id"], targets, single, method)
+        for engine_id, msg_id in zip(targets, result.msg_ids):
+            self._pending[msg_id] = (result, engine_id)
+            self._outputs[msg_id] = (result, engine_id)
+        result._tracker = self._channel.send(self.session.serialize(msg) + buffers, track)
+        return result
+
+    def _hub_request(self, msg_type: str, timeout: float) -> dict:
+        msg = self.session.msg(msg_type, {})
+        reply: futures.Future = futures.Future()
+        self._hub_requests[msg["header"]["msg_id"]] = reply
+        self._channel.send(self.session.serialize(msg))
+        try:
+            return reply.result(timeout)
+        except futures.TimeoutError:
+            raise TimeoutError(
+                f"the hub at {self.connection_file} did not answer within {timeout} s; "
+                "is the cluster running? (`pxcluster list`)"
+            ) from None
+        finally:
+            self._hub_requests.pop(msg["header"]["msg_id"], None)
+
+    # -- receiving (I/O thread) ----------------------------------------------
+    def _verified(self, parts: list) -> dict | None:
+        try:
+            return self.session.deserialize(parts, content=True, copy=False)
+        except Exception as error:
+            self.rejected_messages += 1
+            log.warning("dropped a message from the hub: %s", error)
+            return None
+
+    def _on_reply(self, frames: list) -> None:
+        _, parts = self.session.feed_identities(frames, copy=False)
+        msg = self._verified(parts)
+        if msg is None:
+            return
+        parent_id = msg["parent_header"].get("msg_id")
+        hub_reply = self._hub_requests.get(parent_id)
+        if hub_reply is not None:
+            hub_reply.set_result(msg)
+            return
+        entry = self._pending.pop(parent_id, None)
+        if entry is None:
+            log.debug("reply to unknown request %s", parent_id)
+            return
+        result, engine_id = entry
+        if msg["content"].get("ename") == "EngineError":
+            self._outputs.pop(parent_id, None)
+        result._deliver(engine_id, *decode_reply(msg, engine_id, self.sign_buffers))
+
+    def _on_output(self, frames: list) -> None:
+        idents, parts = self.session.feed_identities(frames, copy=False)
+        msg = self._verified(parts)
+        if msg is None:
+            return
+        if idents and idents[0] == HUB_TOPIC and msg["msg_type"] == ENGINE_STATUS:
+            self._on_engine_status(msg["content"])
+            return
+        parent_id = msg["parent_header"].get("msg_id")
+        entry = self._outputs.get(parent_id)
+        if entry is None:
+            return
+        result, engine_id = entry
+        msg_type, content = msg["msg_type"], msg["content"]
+        if msg_type == "stream":
+            result._add_output(engine_id, content["name"], content["text"])
+        elif msg_type == "status" and content.get("execution_state") == "idle":
+            del self._outputs[parent_id]
+
+    def _on_engine_status(self, content: dict) -> None:
+        engine_id = int(content["engine_id"])
+        if content["state"] == "registered":
+            self._engines.setdefault(engine_id, {})
+        else:
+            self._engines.pop(engine_id, None)
+
+    # -- waiting and closing ----------------------------------------------------
+    def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
+        """Wait for AsyncResults (or msg_ids), or for everything outstanding; True if all done."""
+        results = self._results_of(jobs)
+        done, not_done = futures.wait(results, timeout=timeout if timeout is None or timeout >= 0 else None)
+        return not not_done
+
+    def _results_of(self, jobs: Any) -> set[AsyncResult]:
+        if jobs is None:
+            return {result for result, _ in list(self._pending.values())}
+        if isinstance(jobs, (AsyncResult, str)):
+            jobs = [jobs]
+        results = set()
+        for job in jobs:
+            if isinstance(job, AsyncResult):
+                results.add(job)
+            else:
+                entry = self._pending.get(job)
+                if entry is not None:
+                    results.add(entry[0])
+        return results
+
+    def shutdown(self) -> None:
+        """Stop the cluster: every engine and the hub."""
+        self._hub_request(HUB_SHUTDOWN_REQUEST, 10.0)
+
+    def close(self) -> None:
+        """Close the connection to the hub; the cluster keeps running."""
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<pxmagic.Client {self.connection_file} engines={self.ids}>"

@@ -1,0 +1,5 @@
+"""Starting and stopping clusters: the Cluster class and the pxcluster command."""
+from .cluster import Cluster
+from .launcher import ClusterError
+
+__all__ = ["Cluster", "ClusterError"]

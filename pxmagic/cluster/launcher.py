@@ -1,0 +1,113 @@
+"""Starting a hub (with its engines) as a background process, and stopping it.
+
+Shared by ``pxcluster`` and :class:`pxmagic.Cluster`.  A start returns only
+when the hub has written its connection file, which it does once every
+engine is ready, so a ``Client()`` right after it finds all engines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .. import connection
+
+
+class ClusterError(RuntimeError):
+    """A cluster could not be started or stopped."""
+
+
+def _read_info(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def start_hub(
+    n: int,
+    profile: str = "default",
+    cluster_id: str = "",
+    ip: str = "127.0.0.1",
+    kernel_name: str | None = None,
+    timeout: float = 90.0,
+) -> subprocess.Popen:
+    """Start a hub and ``n`` engines in the background; return once all are ready."""
+    path = connection.client_file(profile, cluster_id)
+    info = _read_info(path)
+    if info and connection.pid_alive(int(info.get("hub_pid", -1))):
+        raise ClusterError(
+            f"a cluster is already running for profile {profile!r}"
+            f"{f' and cluster id {cluster_id!r}' if cluster_id else ''} (hub pid {info['hub_pid']}); "
+            "stop it with `pxcluster stop` first"
+        )
+    path.unlink(missing_ok=True)
+    log_path = connection.log_dir(profile) / f"pxmagic-hub{'-' + cluster_id if cluster_id else ''}.log"
+    command = [sys.executable, "-m", "pxmagic.hub", "-n", str(n), "--profile", profile,
+               "--cluster-id", cluster_id, "--ip", ip, "--start-timeout", str(timeout)]
+    if kernel_name:
+        command += ["--kernel-name", kernel_name]
+    with open(log_path, "ab") as log:
+        hub = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout + 10
+    while True:
+        info = _read_info(path)
+        if info and info.get("hub_pid") == hub.pid:
+            return hub
+        if hub.poll() is not None:
+            raise ClusterError(f"the hub exited with status {hub.returncode}; its log "
+                               f"({log_path}) ends with:\n{_log_tail(log_path)}")
+        if time.monotonic() > deadline:
+            hub.kill()
+            raise ClusterError(f"the cluster was not ready after {timeout:.0f} s; see {log_path}")
+        time.sleep(0.02)
+
+
+def stop_hub(profile: str = "default", cluster_id: str = "", timeout: float = 30.0) -> bool:
+    """Stop the cluster's hub and engines; False if none was running."""
+    from ..client import Client
+
+    path = connection.client_file(profile, cluster_id)
+    info = _read_info(path)
+    if not info:
+        return False
+    pid = int(info.get("hub_pid", -1))
+    if not connection.pid_alive(pid):
+        path.unlink(missing_ok=True)
+        return False
+    try:
+        with Client(path, timeout=5) as client:
+            client.shutdown()
+    except Exception:
+        os.kill(pid, signal.SIGTERM)
+    if not _wait_exit(pid, timeout):
+        os.killpg(pid, signal.SIGKILL)
+        _wait_exit(pid, 5)
+    path.unlink(missing_ok=True)
+    return True
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                return True
+        except ChildProcessError:
+            if not connection.pid_alive(pid):
+                return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,96 @@
+"""Where a cluster's connection files live, and reading and writing them.
+
+A cluster is named by an IPython profile and an optional cluster id.  Its hub
+writes ``$IPYTHONDIR/profile_<profile>/security/pxmagic-client[-<id>].json``
+(mode 0600) once every engine is ready, and removes it when it stops; the
+file's existence is what tells a client or ``pxcluster`` that it is running.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .error import ConnectionFileError
+from .protocol import ProtocolError, check_connection_info
+
+CLIENT_FILE_PREFIX = "pxmagic-client"
+
+
+def ipython_dir() -> Path:
+    """IPython's directory: ``$IPYTHONDIR`` or ``~/.ipython``."""
+    from IPython.paths import get_ipython_dir
+
+    return Path(get_ipython_dir())
+
+
+def profile_dir(profile: str) -> Path:
+    return ipython_dir() / f"profile_{profile}"
+
+
+def security_dir(profile: str) -> Path:
+    path = profile_dir(profile) / "security"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def log_dir(profile: str) -> Path:
+    path = profile_dir(profile) / "log"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def client_file(profile: str = "default", cluster_id: str = "") -> Path:
+    """Path of the connection file of the cluster ``profile``/``cluster_id``."""
+    suffix = f"-{cluster_id}" if cluster_id else ""
+    return security_dir(profile) / f"{CLIENT_FILE_PREFIX}{suffix}.json"
+
+
+def write_secret_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` readable by its owner only, replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        json.dump(data, stream, indent=1)
+    os.replace(tmp, path)
+
+
+def read_client_file(path: Path) -> dict:
+    """The connection info in ``path``, with an error that says how to fix a missing file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConnectionFileError(
+            f"no pxmagic cluster connection file at {path}. Start a cluster first, "
+            "for example with `pxcluster start -n 4 --daemonize`, or pass the path "
+            "of its pxmagic-client.json to Client()."
+        ) from None
+    try:
+        return check_connection_info(json.loads(text), str(path))
+    except json.JSONDecodeError as error:
+        raise ProtocolError(f"{path} is not valid JSON: {error}") from None
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_clusters() -> list[tuple[Path, dict]]:
+    """Connection files of every cluster whose hub process is alive."""
+    found = []
+    for path in sorted(ipython_dir().glob(f"profile_*/security/{CLIENT_FILE_PREFIX}*.json")):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and pid_alive(int(info.get("hub_pid", -1))):
+            found.append((path, info))
+    return found

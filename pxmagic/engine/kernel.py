@@ -1,0 +1,81 @@
+"""The engine kernel: ipykernel's IPythonKernel plus an ``apply_request`` handler.
+
+``execute_request`` and everything else are ipykernel's own, so an engine
+behaves exactly like a notebook kernel; ``apply_request`` calls a function
+serialized by :mod:`pxmagic.serialize` and replies with the serialized result,
+or with the error's name, value and traceback.
+"""
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any
+
+from ipykernel.ipkernel import IPythonKernel
+
+from .. import serialize
+from ..protocol import APPLY_REPLY, ENGINE_ID_ENV, SIGN_BUFFERS_ENV, error_content
+
+
+def _error_reply(error: BaseException) -> dict:
+    """Reply content for an exception raised by the applied function.
+
+    The traceback starts in the user's function: this handler's own frame is
+    dropped.
+    """
+    tb = error.__traceback__.tb_next if error.__traceback__ else None
+    lines = "".join(traceback.format_exception(type(error), error, tb)).splitlines()
+    return error_content(type(error).__name__, str(error), lines)
+
+
+class EngineKernel(IPythonKernel):
+    """An IPython kernel that also answers ``apply_request``."""
+
+    implementation = "pxmagic-engine"
+    msg_types = [*IPythonKernel.msg_types, "apply_request"]
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.engine_id = int(os.environ.get(ENGINE_ID_ENV, "-1"))
+        self.sign_buffers = os.environ.get(SIGN_BUFFERS_ENV) == "1"
+
+    def _check_buffers(self, metadata: dict, buffers: list) -> None:
+        """Refuse buffers whose signed digests do not match, before anything is unpickled."""
+        expected = metadata.get("buffer_digests")
+        if expected is None:
+            if self.sign_buffers:
+                raise PermissionError("request buffers are not signed; refusing to unpickle them")
+            return
+        if expected != serialize.digests(buffers):
+            raise PermissionError("request buffers do not match their signed digests")
+
+    def apply_request(self, stream: Any, ident: Any, parent: dict) -> None:
+        metadata = parent.get("metadata", {})
+        reply_frames: list = []
+        try:
+            self._check_buffers(metadata, parent["buffers"])
+            func, args, kwargs = serialize.unpack(parent["buffers"])
+        except Exception as error:
+            content = error_content(type(error).__name__, f"could not load the call: {error}")
+        else:
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as error:  # KeyboardInterrupt from an interrupt, too
+                content = _error_reply(error)
+            else:
+                try:
+                    reply_frames = serialize.pack(result)
+                    content = {"status": "ok"}
+                except Exception as error:
+                    kind = type(result)
+                    content = error_content(
+                        "SerializationError",
+                        f"cannot send back a result of type {kind.__module__}.{kind.__qualname__}: {error}",
+                    )
+        reply_metadata: dict = {"engine": self.engine_id}
+        if self.sign_buffers:
+            reply_metadata["buffer_digests"] = serialize.digests(reply_frames)
+        self.session.send(
+            stream, APPLY_REPLY, content, parent, ident=ident,
+            buffers=reply_frames, metadata=reply_metadata,
+        )

@@ -1,0 +1,1 @@
+"""The hub: multiplexes one set of client sockets over the engine kernels."""

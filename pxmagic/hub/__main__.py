@@ -1,0 +1,36 @@
+"""``python -m pxmagic.hub -n 4 [--profile NAME] [--cluster-id ID] [--ip IP]``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from .engines import KERNEL_NAME, EngineStartError
+from .hub import Hub
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pxmagic.hub", description=__doc__)
+    parser.add_argument("-n", "--engines", type=int, default=2, help="number of engines to start")
+    parser.add_argument("--profile", default="default", help="IPython profile (default: default)")
+    parser.add_argument("--cluster-id", default="", help="name that tells clusters of one profile apart")
+    parser.add_argument("--ip", default="127.0.0.1", help="interface the hub binds (default: 127.0.0.1)")
+    parser.add_argument("--kernel-name", default=KERNEL_NAME, help="kernelspec that starts engines")
+    parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds for engines to start")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    if args.engines < 1:
+        parser.error("--engines must be at least 1")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    hub = Hub(args.engines, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout)
+    try:
+        asyncio.run(hub.run())
+    except EngineStartError as error:
+        logging.getLogger("pxmagic.hub").error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The hub process: one set of sockets for clients, multiplexed over the engines.
+
+Clients talk to a ROUTER socket (requests and replies) and listen on a PUB
+socket (every engine's iopub, re-tagged with the engine id, plus the hub's
+own announcements).  Requests are checked (signature, then targets) and
+fanned out to engine shells; replies are checked and forwarded to the client
+that asked, frames untouched.  The bookkeeping is :class:`Router`'s.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
+
+from .. import connection
+from ..protocol import (
+    ENGINE_REQUESTS,
+    ENGINE_STATUS,
+    HUB_INFO_REPLY,
+    HUB_INFO_REQUEST,
+    HUB_SHUTDOWN_REPLY,
+    HUB_SHUTDOWN_REQUEST,
+    HUB_TOPIC,
+    ProtocolError,
+    error_content,
+    iopub_topic,
+    msg_type_of_topic,
+    request_targets,
+)
+from .engines import KERNEL_NAME, Engine
+from .router import Failure, Router
+from .wire import send
+
+log = logging.getLogger("pxmagic.hub")
+
+#: how often the hub asks each engine's kernel manager whether the process lives
+LIVENESS_PERIOD = 0.5
+
+
+class Hub:
+    """Start ``n`` engines, serve clients until asked to stop, then stop the engines."""
+
+    def __init__(
+        self,
+        n: int,
+        profile: str = "default",
+        cluster_id: str = "",
+        ip: str = "127.0.0.1",
+        kernel_name: str = KERNEL_NAME,
+        start_timeout: float = 60.0,
+    ):
+        self.n = n
+        self.profile = profile
+        self.cluster_id = cluster_id
+        self.ip = ip
+        self.kernel_name = kernel_name
+        self.start_timeout = start_timeout
+        self.sign_buffers = ip not in ("127.0.0.1", "localhost", "::1")
+        self.session = Session(
+            key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256", username="pxmagic-hub"
+        )
+        self.context = zmq.asyncio.Context()
+        self.requests = self.context.socket(zmq.ROUTER)
+        self.requests.router_mandatory = False
+        self.publisher = self.context.socket(zmq.PUB)
+        self.router = Router()
+        self.engines: dict[int, Engine] = {}
+        self.client_file: Path = connection.client_file(profile, cluster_id)
+        self.rejected_messages = 0
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    # -- life cycle ---------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        request_port = self.requests.bind_to_random_port(f"tcp://{self.ip}")
+        iopub_port = self.publisher.bind_to_random_port(f"tcp://{self.ip}")
+        try:
+            await self._start_engines()
+            connection.write_secret_json(self.client_file, {
+                "transport": "tcp",
+                "ip": self.ip,
+                "request_port": request_port,
+                "iopub_port": iopub_port,
+                "key": self.session.key.decode(),
+                "signature_scheme": self.session.signature_scheme,
+                "sign_buffers": self.sign_buffers,
+                "hub_pid": os.getpid(),
+                "profile": self.profile,
+                "cluster_id": self.cluster_id,
+                "engines": self.n,
+            })
+            log.info("%d engines ready; connection file %s", self.n, self.client_file)
+            self._tasks.append(asyncio.create_task(self._serve_clients()))
+            await self._stopping.wait()
+        finally:
+            await self._shutdown()
+
+    async def _start_engines(self) -> None:
+        security = connection.security_dir(self.profile)
+        starts = [
+            Engine.start(i, self.session, security, self.ip, self.kernel_name, self.sign_buffers)
+            for i in range(self.n)
+        ]
+        results = await asyncio.gather(*starts, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Engine):
+                self.engines[result.id] = result
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+        await asyncio.gather(*(e.wait_ready(self.session, self.start_timeout) for e in self.engines.values()))
+        for engine in self.engines.values():
+            self._add_engine(engine)
+
+    def _add_engine(self, engine: Engine) -> None:
+        self.router.add_engine(engine.id)
+        self._tasks += [
+            asyncio.create_task(self._serve_engine_replies(engine)),
+            asyncio.create_task(self._serve_engine_output(engine)),
+            asyncio.create_task(self._watch_engine(engine)),
+        ]
+        self._announce(engine.id, "registered")
+
+    async def _shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.client_file.unlink(missing_ok=True)
+        await asyncio.gather(*(e.shutdown() for e in self.engines.values()), return_exceptions=True)
+        self.requests.close(linger=0)
+        self.publisher.close(linger=0)
+        log.info("hub stopped")
+
+    # -- clients ------------------------------------------------------------
+    async def _serve_clients(self) -> None:
+        while True:
+            frames = await self.requests.recv_multipart(copy=False)
+            try:
+                self._handle_client_message(frames)
+            except Exception:
+                log.exception("error handling a client message")
+
+    def _handle_client_message(self, frames: list) -> None:
+        idents, parts = self.session.feed_identities(frames, copy=False)
+        try:
+            msg = self.session.deserialize(parts, content=True, copy=False)
+        except Exception as error:
+            self.rejected_messages += 1
+            log.warning("dropped a client message (%d so far): %s", self.rejected_messages, error)
+            return
+        client = idents[0]
+        msg_type = msg["msg_type"]
+        if msg_type in ENGINE_REQUESTS:
+            self._forward_request(client, msg, bytes(parts[4].bytes))
+        elif msg_type == HUB_INFO_REQUEST:
+            self._reply(client, HUB_INFO_REPLY, msg["header"], self._hub_info())
+        elif msg_type == HUB_SHUTDOWN_REQUEST:
+            self._reply(client, HUB_SHUTDOWN_REPLY, msg["header"], {"status": "ok"})
+            self._stopping.set()
+        else:
+            content = error_content("ProtocolError", f"the hub does not handle {msg_type!r} messages")
+            self._reply(client, msg_type.replace("_request", "_reply"), msg["header"], content)
+
+    def _forward_request(self, client: bytes, msg: dict, packed_content: bytes) -> None:
+        try:
+            targets = request_targets(msg["metadata"])
+        except ProtocolError as error:
+            reply_type = ENGINE_REQUESTS[msg["msg_type"]]
+            self._reply(client, reply_type, msg["header"], error_content("ProtocolError", str(error)))
+            return
+        routing = self.router.route_request(client, msg["header"], targets)
+        for delivery in routing.deliveries:
+            send(
+                self.session,
+                self.engines[delivery.engine_id].shell,
+                msg["msg_type"],
+                content=packed_content,
+                parent=msg["parent_header"],
+                header=delivery.header,
+                metadata=msg["metadata"],
+                buffers=msg["buffers"],
+            )
+        self._send_failures(routing.failures)
+
+    def _reply(self, client: bytes, msg_type: str, parent: dict, content: dict) -> None:
+        send(self.session, self.requests, msg_type, content, parent=parent, ident=client)
+
+    def _send_failures(self, failures: list[Failure]) -> None:
+        for failure in failures:
+            self._reply(failure.client, failure.reply_type, failure.parent, failure.content)
+
+    def _hub_info(self) -> dict:
+        return {
+            "status": "ok",
+            "engines": {
+                str(e.id): {"connection_file": e.connection_file, "pid": e.pid}
+                for e in self.engines.values()
+                if e.id in self.router.engines
+            },
+        }
+
+    def _announce(self, engine_id: int, state: str) -> None:
+        content = {"engine_id": engine_id, "state": state}
+        send(self.session, self.publisher, ENGINE_STATUS, content, ident=HUB_TOPIC)
+
+    # -- engines ------------------------------------------------------------
+    async def _serve_engine_replies(self, engine: Engine) -> None:
+        while True:
+            frames = await engine.shell.recv_multipart(copy=False)
+            _, parts = self.session.feed_identities(frames, copy=False)
+            try:
+                msg = self.session.deserialize(parts, content=False, copy=False)
+            except Exception as error:
+                self.rejected_messages += 1
+                log.warning("dropped a reply from engine %d: %s", engine.id, error)
+                continue
+            client = self.router.reply_client(msg["parent_header"].get("msg_id", ""))
+            if client is not None:
+                await self.requests.send_multipart([client, *frames], copy=False)
+
+    async def _serve_engine_output(self, engine: Engine) -> None:
+        while True:
+            frames = await engine.iopub.recv_multipart(copy=False)
+            topic = bytes(frames[0].bytes)
+            await self.publisher.send_multipart(
+                [iopub_topic(engine.id, msg_type_of_topic(topic)), *frames[1:]], copy=False
+            )
+
+    async def _watch_engine(self, engine: Engine) -> None:
+        while await engine.is_alive():
+            await asyncio.sleep(LIVENESS_PERIOD)
+        log.error("engine %d died", engine.id)
+        self._send_failures(self.router.remove_engine(engine.id, "died"))
+        self._announce(engine.id, "dead")

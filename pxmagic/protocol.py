@@ -1,0 +1,122 @@
+"""Message shapes and routing rules shared by the client, the hub and engines.
+
+Nothing here touches a socket: these functions build and read the parts of
+Jupyter messages (header, metadata, content) that pxmagic adds, so that the
+hub, the client and the engine only move bytes and call these.
+
+A request from a client names its targets in its signed metadata.  The hub
+sends one copy to each target engine, with a per-engine ``msg_id`` derived
+from the request's, so the client knows every engine's ``msg_id`` at once.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+APPLY_REQUEST = "apply_request"
+APPLY_REPLY = "apply_reply"
+EXECUTE_REQUEST = "execute_request"
+EXECUTE_REPLY = "execute_reply"
+#: requests the hub forwards to engines, and the reply each one gets
+ENGINE_REQUESTS = {APPLY_REQUEST: APPLY_REPLY, EXECUTE_REQUEST: EXECUTE_REPLY}
+
+HUB_INFO_REQUEST = "hub_info_request"
+HUB_INFO_REPLY = "hub_info_reply"
+HUB_SHUTDOWN_REQUEST = "hub_shutdown_request"
+HUB_SHUTDOWN_REPLY = "hub_shutdown_reply"
+#: requests the hub answers itself
+HUB_REQUESTS = {HUB_INFO_REQUEST: HUB_INFO_REPLY, HUB_SHUTDOWN_REQUEST: HUB_SHUTDOWN_REPLY}
+
+#: environment variables through which the hub tells an engine its id and
+#: whether request buffers must carry signed digests
+ENGINE_ID_ENV = "PXMAGIC_ENGINE_ID"
+SIGN_BUFFERS_ENV = "PXMAGIC_SIGN_BUFFERS"
+
+#: iopub topic of the hub's own announcements (engines coming and going)
+HUB_TOPIC = b"hub.engines"
+ENGINE_STATUS = "engine_status"
+
+
+class ProtocolError(ValueError):
+    """A message that does not have the shape pxmagic expects."""
+
+
+def engine_msg_id(request_id: str, engine_id: int) -> str:
+    """The msg_id of the copy of request ``request_id`` that engine ``engine_id`` gets."""
+    return f"{request_id}/{engine_id}"
+
+
+def request_metadata(targets: Iterable[int], buffer_digests: list[str] | None = None) -> dict:
+    """Metadata a client puts on a request for engines."""
+    metadata: dict[str, Any] = {"targets": list(targets)}
+    if buffer_digests is not None:
+        metadata["buffer_digests"] = buffer_digests
+    return metadata
+
+
+def request_targets(metadata: dict) -> list[int]:
+    """The engine ids a request asks for; raises ProtocolError if they are malformed."""
+    targets = metadata.get("targets")
+    if not isinstance(targets, list) or not targets:
+        raise ProtocolError("a request for engines needs a non-empty 'targets' list in its metadata")
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
+        raise ProtocolError(f"engine targets must be integers, not {targets!r}")
+    if len(set(targets)) != len(targets):
+        raise ProtocolError(f"engine targets repeat an engine: {targets!r}")
+    return targets
+
+
+def per_engine_header(header: dict, engine_id: int) -> dict:
+    """The header of the copy of a request sent to one engine."""
+    return {**header, "msg_id": engine_msg_id(header["msg_id"], engine_id)}
+
+
+def error_content(ename: str, evalue: str, traceback: list[str] | None = None, **extra: Any) -> dict:
+    """Content of a reply that reports an error, as Jupyter replies do."""
+    return {"status": "error", "ename": ename, "evalue": evalue, "traceback": traceback or [], **extra}
+
+
+def engine_error_content(engine_id: int, msg_id: str, reason: str) -> dict:
+    """Reply content the hub sends in an engine's name when the engine cannot answer."""
+    return error_content(
+        "EngineError",
+        f"engine {engine_id} {reason}; request {msg_id} did not complete",
+        engine_id=engine_id,
+    )
+
+
+def iopub_topic(engine_id: int, msg_type: str) -> bytes:
+    """The topic under which the hub republishes one engine's iopub message."""
+    return f"engine.{engine_id}.{msg_type}".encode()
+
+
+def topic_engine(topic: bytes) -> int | None:
+    """The engine id in a topic made by :func:`iopub_topic`, else None."""
+    parts = topic.split(b".", 2)
+    if len(parts) >= 2 and parts[0] == b"engine" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def msg_type_of_topic(topic: bytes) -> str:
+    """Last part of a kernel iopub topic such as ``kernel.<id>.stream``."""
+    return topic.rsplit(b".", 1)[-1].decode(errors="replace")
+
+
+CONNECTION_KEYS = ("transport", "ip", "request_port", "iopub_port", "key", "signature_scheme")
+
+
+def check_connection_info(info: Any, source: str) -> dict:
+    """Validate a client connection file's content; the error names what is missing."""
+    if not isinstance(info, dict):
+        raise ProtocolError(f"{source} does not hold a JSON object")
+    missing = [k for k in CONNECTION_KEYS if k not in info]
+    if missing:
+        raise ProtocolError(f"{source} lacks {', '.join(missing)}: is it a pxmagic-client.json?")
+    return info
+
+
+def hub_url(info: dict, port_key: str) -> str:
+    """The ZMQ address of one of the hub's sockets."""
+    if info["transport"] == "ipc":
+        return f"ipc://{info['ip']}-{info[port_key]}"
+    return f"{info['transport']}://{info['ip']}:{info[port_key]}"
