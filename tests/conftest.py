@@ -1,0 +1,48 @@
+"""Shared fixtures: a private IPython directory and one real 4-engine cluster per module.
+
+The cluster is started exactly as a user would (``pxmagic.Cluster``), with
+real kernels and real sockets.  Every blocking call in a test gives a
+timeout, so a bug fails the test instead of hanging the run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+N_ENGINES = 4
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ipython_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keep profiles and connection files of the tests away from the user's."""
+    path = tmp_path_factory.mktemp("ipython")
+    os.environ["IPYTHONDIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from pxmagic import Cluster
+
+    cluster = Cluster(n=N_ENGINES)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def rc(cluster):
+    client = cluster.connect_client()
+    client.wait_for_engines(N_ENGINES, timeout=30)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def dview(rc):
+    """A fresh blocking view on all engines."""
+    view = rc[:]
+    view.block = True
+    return view

@@ -1,0 +1,135 @@
+"""Starting and stopping clusters with pxcluster and with pxmagic.Cluster."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pxmagic import Client, Cluster, connection
+
+PXCLUSTER = str(Path(sys.executable).with_name("pxcluster"))
+
+
+def pxcluster(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([PXCLUSTER, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def security_files(profile: str) -> list[str]:
+    return sorted(p.name for p in connection.security_dir(profile).iterdir())
+
+
+def assert_gone(pids: list[int], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes still running: {alive}")
+
+
+def test_pxcluster_start_list_stop():
+    started = pxcluster("start", "-n", "2", "--profile", "clitest", "--daemonize")
+    assert started.returncode == 0, started.stderr
+    assert "2 engines ready" in started.stdout
+
+    path = connection.client_file("clitest")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    info = json.loads(path.read_text())
+    assert info["ip"] == "127.0.0.1" and info["signature_scheme"] == "hmac-sha256"
+
+    # no sleep: --daemonize returned only once every engine was ready
+    with Client(profile="clitest") as rc:
+        assert rc.ids == [0, 1]
+        assert rc[:].apply_sync(lambda: "ok") == ["ok", "ok"]
+        for engine_id in rc.ids:
+            mode = Path(rc.engine_connection_file(engine_id)).stat().st_mode
+            assert stat.S_IMODE(mode) == 0o600
+    hub = psutil.Process(info["hub_pid"])
+    processes = [hub.pid] + [child.pid for child in hub.children(recursive=True)]
+    assert len(processes) >= 3
+
+    listing = pxcluster("list")
+    assert "clitest" in listing.stdout and str(info["hub_pid"]) in listing.stdout
+
+    again = pxcluster("start", "-n", "2", "--profile", "clitest", "--daemonize")
+    assert again.returncode == 1 and "already running" in again.stderr
+
+    stopped = pxcluster("stop", "--profile", "clitest")
+    assert stopped.returncode == 0, stopped.stderr
+    assert_gone(processes)
+    assert security_files("clitest") == []
+    assert "clitest" not in pxcluster("list").stdout
+
+
+def test_pxcluster_stop_without_a_cluster():
+    result = pxcluster("stop", "--profile", "nothing-here")
+    assert result.returncode == 1 and "no cluster running" in result.stderr
+
+
+def test_pxcluster_rejects_bad_engine_counts():
+    result = pxcluster("start", "-n", "0", "--profile", "clitest", "--daemonize")
+    assert result.returncode == 2 and "at least 1" in result.stderr
+
+
+def test_pxcluster_reports_a_missing_kernelspec():
+    result = pxcluster("start", "-n", "1", "--profile", "nokernel", "--kernel-name", "no-such-kernel",
+                       "--daemonize")
+    assert result.returncode == 1
+    assert "no kernelspec named 'no-such-kernel'" in result.stderr
+    assert security_files("nokernel") == []
+
+
+def test_foreground_pxcluster_stops_on_interrupt():
+    hub = subprocess.Popen([PXCLUSTER, "start", "-n", "1", "--profile", "fgtest"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        path = connection.client_file("fgtest")
+        deadline = time.monotonic() + 60
+        while not path.exists():
+            assert hub.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        with Client(profile="fgtest") as rc:
+            assert rc[0].apply_sync(lambda: 5) == 5
+        engines = [c.pid for c in psutil.Process(hub.pid).children(recursive=True)]
+        hub.send_signal(signal.SIGINT)
+        assert hub.wait(30) == 0
+        assert_gone(engines)
+        assert not path.exists()
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+
+
+def test_cluster_context_manager_starts_and_stops_everything():
+    with Cluster(n=2, profile="apitest") as rc:
+        assert rc.ids == [0, 1]
+        pids = rc[:].apply_sync(os.getpid)
+        assert len(set(pids)) == 2 and os.getpid() not in pids
+        hub = psutil.Process(json.loads(rc.connection_file.read_text())["hub_pid"])
+        processes = [hub.pid] + [c.pid for c in hub.children(recursive=True)]
+    assert_gone(processes)
+    assert security_files("apitest") == []
+
+
+def test_cluster_start_and_connect_sync_then_stop():
+    cluster = Cluster(n=1, profile="apitest")
+    rc = cluster.start_and_connect_sync()
+    assert cluster.running and rc[0].apply_sync(lambda: 1) == 1
+    cluster.stop_cluster_sync()
+    assert not cluster.running
+    with pytest.raises(FileNotFoundError):
+        Client(profile="apitest", cluster_id=cluster.cluster_id)
+
+
+def test_cluster_rejects_zero_engines():
+    with pytest.raises(ValueError, match="at least one engine"):
+        Cluster(n=0)

@@ -1,0 +1,87 @@
+"""Each engine is a real Jupyter kernel: plain jupyter_client tools can start it,
+attach to it and call its apply_request handler."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jupyter_client import BlockingKernelClient, KernelManager
+
+from pxmagic import serialize
+
+
+def run_in_kernel(kc: BlockingKernelClient, code: str) -> dict:
+    reply = kc.execute_interactive(code, timeout=30, output_hook=lambda msg: None)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return reply
+
+
+def test_kernelspec_is_installed():
+    jupyter = Path(sys.executable).with_name("jupyter")
+    listing = subprocess.run([str(jupyter), "kernelspec", "list"], capture_output=True, text=True, timeout=60)
+    assert "pxmagic-engine" in listing.stdout
+
+
+def test_console_attached_to_an_engine_shares_the_view_namespace(rc):
+    rc[0].push({"from_view": 123}, block=True)
+    kc = BlockingKernelClient(connection_file=rc.engine_connection_file(0))
+    kc.load_connection_file()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=30)
+        run_in_kernel(kc, "from_console = from_view + 1")
+    finally:
+        kc.stop_channels()
+    assert rc[0].pull("from_console", block=True) == 124
+
+
+@pytest.fixture(scope="module")
+def lone_engine():
+    """An engine started by jupyter_client alone, no hub involved."""
+    km = KernelManager(kernel_name="pxmagic-engine")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    yield kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def apply_on(kc: BlockingKernelClient, func, *args) -> dict:
+    msg = kc.session.msg("apply_request", {})
+    msg["buffers"] = serialize.pack_call(func, args, {})
+    kc.shell_channel.send(msg)
+    while True:
+        reply = kc.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply
+
+
+def test_apply_request_returns_a_serialized_result(lone_engine):
+    run_in_kernel(lone_engine, "offset = 100")
+    reply = apply_on(lone_engine, lambda x: x + offset, 1)  # noqa: F821
+    assert reply["msg_type"] == "apply_reply" and reply["content"]["status"] == "ok"
+    assert serialize.unpack(reply["buffers"]) == 101
+
+
+def test_apply_request_reports_errors_with_traceback(lone_engine):
+    def broken():
+        return undefined_name  # noqa: F821
+
+    reply = apply_on(lone_engine, broken)
+    content = reply["content"]
+    assert content["status"] == "error" and content["ename"] == "NameError"
+    assert "undefined_name" in content["evalue"]
+    assert any("return undefined_name" in line for line in content["traceback"])
+
+
+def test_execute_request_is_the_standard_one(lone_engine):
+    outputs = []
+    reply = lone_engine.execute_interactive("print('hello from the engine')", timeout=30,
+                                            output_hook=outputs.append)
+    assert reply["content"]["status"] == "ok"
+    streams = [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
+    assert streams == ["hello from the engine\n"]
