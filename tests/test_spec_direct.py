@@ -12,12 +12,18 @@ from pxmagic import AsyncResult, Client, CompositeError, RemoteError
 from conftest import N_ENGINES
 
 
-def wait(t):
-    import time
+@pytest.fixture
+def wait():
+    """The spec's ``wait``, defined locally so that it travels by value, as in a session."""
 
-    tic = time.time()
-    time.sleep(t)
-    return time.time() - tic
+    def wait(t):
+        import time
+
+        tic = time.time()
+        time.sleep(t)
+        return time.time() - tic
+
+    return wait
 
 
 def test_ids_and_views(rc):
@@ -53,7 +59,7 @@ def test_execute_on_slices(rc, dview):
     assert dview["c"] == [15, -5, 15, -5]
 
 
-def test_non_blocking_apply_and_timeout(dview):
+def test_non_blocking_apply_and_timeout(dview, wait):
     ar = dview.apply_async(wait, 1)
     assert isinstance(ar, AsyncResult) and ar.ready() is False
     with pytest.raises(pxmagic.TimeoutError, match="Result not ready."):
@@ -63,7 +69,7 @@ def test_non_blocking_apply_and_timeout(dview):
     assert ar.ready() and ar.successful() and ar.r == times
 
 
-def test_view_wait_on_a_list_of_results(dview):
+def test_view_wait_on_a_list_of_results(dview, wait):
     dview.block = False
     pr_list = [dview.apply_async(wait, 0.2) for _ in range(5)]
     assert dview.wait(pr_list, timeout=30) is True
@@ -71,7 +77,7 @@ def test_view_wait_on_a_list_of_results(dview):
     assert dview.wait([ar.msg_ids[0] for ar in pr_list], timeout=1) is True
 
 
-def test_wait_returns_false_on_timeout(dview):
+def test_wait_returns_false_on_timeout(dview, wait):
     ar = dview.apply_async(wait, 1)
     assert dview.wait([ar], timeout=0.1) is False
     assert ar.wait(30) is True
@@ -179,7 +185,7 @@ def test_remote_error_from_one_engine(rc):
     assert info.value.ename == "KeyError" and info.value.engine_id == 2
 
 
-def test_engines_run_in_parallel(dview):
+def test_engines_run_in_parallel(dview, wait):
     start = time.monotonic()
     dview.apply_sync(wait, 1)
     assert time.monotonic() - start < 1 + 0.9 * (N_ENGINES - 1)
