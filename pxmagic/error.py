@@ -59,10 +59,6 @@ class RemoteError(PxError):
     def __repr__(self) -> str:
         return f"<RemoteError[{self.engine_id}]:{self.ename}({self.evalue})>"
 
-    def render_traceback(self) -> list[str]:
-        """What IPython shows for this exception: the engine's own traceback."""
-        return self.traceback.splitlines() or [f"{self.ename}: {self.evalue}"]
-
 
 class CompositeError(RemoteError):
     """Errors from a call on several engines, one :class:`RemoteError` each.
@@ -88,9 +84,6 @@ class CompositeError(RemoteError):
 
     def __getitem__(self, index: int) -> RemoteError:
         return self.elist[index][1]
-
-    def render_traceback(self) -> list[str]:
-        return [self.message, *self._lines()]
 
     def print_tracebacks(self, excid: int | None = None) -> None:
         """Print each engine's traceback (or only the one at index ``excid``)."""

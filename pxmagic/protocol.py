@@ -10,7 +10,8 @@ from the request's, so the client knows every engine's ``msg_id`` at once.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 APPLY_REQUEST = "apply_request"
 APPLY_REPLY = "apply_reply"
@@ -84,22 +85,13 @@ def engine_error_content(engine_id: int, msg_id: str, reason: str) -> dict:
     )
 
 
-def iopub_topic(engine_id: int, msg_type: str) -> bytes:
-    """The topic under which the hub republishes one engine's iopub message."""
-    return f"engine.{engine_id}.{msg_type}".encode()
+def iopub_topic(engine_id: int, kernel_topic: bytes) -> bytes:
+    """The topic under which the hub republishes an engine's iopub message.
 
-
-def topic_engine(topic: bytes) -> int | None:
-    """The engine id in a topic made by :func:`iopub_topic`, else None."""
-    parts = topic.split(b".", 2)
-    if len(parts) >= 2 and parts[0] == b"engine" and parts[1].isdigit():
-        return int(parts[1])
-    return None
-
-
-def msg_type_of_topic(topic: bytes) -> str:
-    """Last part of a kernel iopub topic such as ``kernel.<id>.stream``."""
-    return topic.rsplit(b".", 1)[-1].decode(errors="replace")
+    The kernel's own topic (``stream.stdout``, ``kernel.<id>.status``...) is
+    kept after an ``engine.<id>.`` prefix, so subscribers can filter by engine.
+    """
+    return b"engine.%d.%s" % (engine_id, kernel_topic)
 
 
 CONNECTION_KEYS = ("transport", "ip", "request_port", "iopub_port", "key", "signature_scheme")

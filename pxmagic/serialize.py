@@ -17,7 +17,8 @@ import pickle
 import sys
 import types
 import weakref
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from .error import SerializationError
 

@@ -85,3 +85,32 @@ def test_execute_request_is_the_standard_one(lone_engine):
     assert reply["content"]["status"] == "ok"
     streams = [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
     assert streams == ["hello from the engine\n"]
+
+
+def test_hub_republishes_engine_output_tagged_with_engine_and_request(rc):
+    import json
+
+    import zmq
+    from jupyter_client.session import Session
+
+    info = json.loads(rc.connection_file.read_text())
+    session = Session(key=info["key"].encode(), signature_scheme=info["signature_scheme"])
+    with zmq.Context() as context, context.socket(zmq.SUB) as sub:
+        sub.setsockopt(zmq.SUBSCRIBE, b"engine.3.stream.stdout")
+        sub.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
+        sub.rcvtimeo = 1000
+        deadline = 20
+        while True:  # a SUB socket only hears what is published after it joined
+            ar = rc[3].execute("print('tagged')", block=False)
+            ar.get(30)
+            try:
+                frames = sub.recv_multipart()
+                break
+            except zmq.Again:
+                deadline -= 1
+                assert deadline > 0, "no output republished"
+    topic, parts = session.feed_identities(frames)
+    msg = session.deserialize(parts)
+    assert topic == [b"engine.3.stream.stdout"]
+    assert msg["content"]["text"] == "tagged\n"
+    assert msg["parent_header"]["msg_id"].endswith("/3")

@@ -201,3 +201,14 @@ def test_stdout_reaches_the_client_tagged_by_engine(dview):
         time.sleep(0.02)
     for engine_id, pid in zip(dview.client.ids, pids):
         assert ar.stdout[engine_id] == f"engine says {pid}\n"
+
+
+def test_track_tells_when_zmq_is_done_with_the_buffers(rc):
+    view = rc[0]
+    view.track = True
+    array = np.ones(2_000_000)
+    ar = view.push({"tracked": array})
+    ar.wait_for_send(30)
+    assert ar.sent
+    ar.get(30)
+    assert rc[0].apply_sync(lambda: float(tracked.sum())) == 2_000_000.0  # noqa: F821

@@ -11,7 +11,8 @@ import logging
 import time
 from concurrent import futures
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from jupyter_client.session import Session
 

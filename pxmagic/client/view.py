@@ -8,7 +8,8 @@ documentation describes.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from .. import serialize
 from ..engine import ops

@@ -9,7 +9,6 @@ clients untouched.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path

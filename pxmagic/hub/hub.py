@@ -31,7 +31,6 @@ from ..protocol import (
     ProtocolError,
     error_content,
     iopub_topic,
-    msg_type_of_topic,
     request_targets,
 )
 from .engines import KERNEL_NAME, Engine
@@ -230,10 +229,8 @@ class Hub:
     async def _serve_engine_output(self, engine: Engine) -> None:
         while True:
             frames = await engine.iopub.recv_multipart(copy=False)
-            topic = bytes(frames[0].bytes)
-            await self.publisher.send_multipart(
-                [iopub_topic(engine.id, msg_type_of_topic(topic)), *frames[1:]], copy=False
-            )
+            topic = iopub_topic(engine.id, frames[0].bytes)
+            await self.publisher.send_multipart([topic, *frames[1:]], copy=False)
 
     async def _watch_engine(self, engine: Engine) -> None:
         while await engine.is_alive():

@@ -6,7 +6,8 @@ sends the frames itself.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from jupyter_client.session import Session
 
