@@ -34,14 +34,6 @@ class ConnectionFileError(PxError, FileNotFoundError):
     """No connection file where the client looked for one."""
 
 
-class EngineError(PxError):
-    """An engine died or could not be reached while it had work to do."""
-
-
-class UnmetDependencyError(PxError):
-    """A function's requirements could not be met on the engine."""
-
-
 class RemoteError(PxError):
     """An exception raised on one engine, with that engine's traceback text."""
 
@@ -57,7 +49,24 @@ class RemoteError(PxError):
         return f"{head}\n{strip_ansi(self.traceback)}" if self.traceback else head
 
     def __repr__(self) -> str:
-        return f"<RemoteError[{self.engine_id}]:{self.ename}({self.evalue})>"
+        return f"<{type(self).__name__}[{self.engine_id}]:{self.ename}({self.evalue})>"
+
+
+class EngineError(RemoteError):
+    """An engine died or could not be reached while it had work to do."""
+
+
+class UnmetDependencyError(RemoteError):
+    """A function's requirements could not be met on the engine, so it did not run."""
+
+
+#: errors whose ``ename`` names one of pxmagic's own classes come back as that class
+_REMOTE_CLASSES = {cls.__name__: cls for cls in (EngineError, UnmetDependencyError)}
+
+
+def remote_error(ename: str, evalue: str, traceback: str = "", engine_id: int | None = None) -> RemoteError:
+    """The client-side exception for an error an engine (or the hub for it) reported."""
+    return _REMOTE_CLASSES.get(ename, RemoteError)(ename, evalue, traceback, engine_id)
 
 
 class CompositeError(RemoteError):
@@ -66,7 +75,7 @@ class CompositeError(RemoteError):
     ``elist`` is the list of ``(engine_id, RemoteError)`` pairs in engine order.
     """
 
-    def __init__(self, message: str, elist: list[tuple[int, RemoteError]]):
+    def __init__(self, message: str, elist: list[tuple[int | None, RemoteError]]):
         first = elist[0][1]
         super().__init__(first.ename, first.evalue, first.traceback, first.engine_id)
         self.message = message
@@ -100,9 +109,6 @@ class CompositeError(RemoteError):
         raise self.elist[excid][1]
 
 
-def composite(errors: dict[int, RemoteError], method: str) -> CompositeError:
-    """Build the CompositeError of a call to ``method`` from per-engine errors."""
-    return CompositeError(
-        f"one or more exceptions from call to method: {method}",
-        sorted(errors.items(), key=lambda item: item[0]),
-    )
+def composite(errors: list[tuple[int | None, RemoteError]], method: str) -> CompositeError:
+    """Build the CompositeError of a call to ``method`` from ``(engine_id, error)`` pairs."""
+    return CompositeError(f"one or more exceptions from call to method: {method}", errors)

@@ -46,24 +46,35 @@ def engine_msg_id(request_id: str, engine_id: int) -> str:
     return f"{request_id}/{engine_id}"
 
 
-def request_metadata(targets: Iterable[int], buffer_digests: list[str] | None = None) -> dict:
-    """Metadata a client puts on a request for engines."""
-    metadata: dict[str, Any] = {"targets": list(targets)}
+def request_metadata(
+    targets: Iterable[int] | None, buffer_digests: list[str] | None = None, balanced: bool = False
+) -> dict:
+    """Metadata a client puts on a request for engines.
+
+    A direct request runs on every engine in ``targets``; a balanced one runs
+    once, on whichever of ``targets`` (None: any engine) the hub picks.
+    """
+    metadata: dict[str, Any] = {"targets": None if targets is None else list(targets)}
+    if balanced:
+        metadata["balanced"] = True
     if buffer_digests is not None:
         metadata["buffer_digests"] = buffer_digests
     return metadata
 
 
-def request_targets(metadata: dict) -> list[int]:
-    """The engine ids a request asks for; raises ProtocolError if they are malformed."""
+def request_routing(metadata: dict) -> tuple[list[int] | None, bool]:
+    """``(targets, balanced)`` of a request; raises ProtocolError if they are malformed."""
     targets = metadata.get("targets")
+    balanced = metadata.get("balanced", False) is True
+    if targets is None and balanced:
+        return None, True
     if not isinstance(targets, list) or not targets:
         raise ProtocolError("a request for engines needs a non-empty 'targets' list in its metadata")
     if not all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
         raise ProtocolError(f"engine targets must be integers, not {targets!r}")
     if len(set(targets)) != len(targets):
         raise ProtocolError(f"engine targets repeat an engine: {targets!r}")
-    return targets
+    return targets, balanced
 
 
 def per_engine_header(header: dict, engine_id: int) -> dict:
@@ -92,6 +103,14 @@ def iopub_topic(engine_id: int, kernel_topic: bytes) -> bytes:
     kept after an ``engine.<id>.`` prefix, so subscribers can filter by engine.
     """
     return b"engine.%d.%s" % (engine_id, kernel_topic)
+
+
+def topic_engine(topic: bytes) -> int | None:
+    """The engine id of a topic made by :func:`iopub_topic`, else None."""
+    parts = topic.split(b".", 2)
+    if len(parts) >= 2 and parts[0] == b"engine" and parts[1].isdigit():
+        return int(parts[1])
+    return None
 
 
 CONNECTION_KEYS = ("transport", "ip", "request_port", "iopub_port", "key", "signature_scheme")

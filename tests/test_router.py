@@ -1,51 +1,107 @@
-"""The hub's routing rules, without sockets."""
+"""The hub's routing and scheduling rules, without sockets."""
 from __future__ import annotations
 
 import pytest
 
 from pxmagic.hub.router import Router
-from pxmagic.protocol import ProtocolError, engine_msg_id, request_targets
+from pxmagic.protocol import ProtocolError, engine_msg_id, request_routing
 
 
 def header(msg_type: str = "apply_request", msg_id: str = "req") -> dict:
     return {"msg_id": msg_id, "msg_type": msg_type}
 
 
-def test_request_fans_out_with_per_engine_ids():
-    router = Router()
-    for engine_id in (0, 1, 2):
+def router_with(*engines: int, high_water_mark: int = 1) -> Router:
+    router = Router(high_water_mark)
+    for engine_id in engines:
         router.add_engine(engine_id)
-    routing = router.route_request(b"client-a", header(), [0, 2])
-    assert [(d.engine_id, d.header["msg_id"]) for d in routing.deliveries] == [(0, "req/0"), (2, "req/2")]
+    return router
+
+
+def test_request_fans_out_with_per_engine_ids():
+    router = router_with(0, 1, 2)
+    routing = router.route_request(b"client-a", header(), [0, 2], "payload")
+    assert [(d.engine_id, d.header["msg_id"], d.payload) for d in routing.deliveries] == [
+        (0, "req/0", "payload"), (2, "req/2", "payload")]
     assert routing.failures == []
-    assert router.reply_client("req/2") == b"client-a"
-    assert router.reply_client("req/2") is None, "a reply is routed once"
+    assert router.on_reply("req/2") == (b"client-a", [])
+    assert router.on_reply("req/2") == (None, []), "a reply is routed once"
 
 
 def test_unknown_target_fails_at_once_with_an_engine_error():
-    router = Router()
-    router.add_engine(0)
-    routing = router.route_request(b"c", header("execute_request"), [0, 5])
+    router = router_with(0)
+    routing = router.route_request(b"c", header("execute_request"), [0, 5], None)
     [failure] = routing.failures
     assert failure.reply_type == "execute_reply" and failure.parent["msg_id"] == engine_msg_id("req", 5)
     assert failure.content["ename"] == "EngineError" and "engine 5 does not exist" in failure.content["evalue"]
 
 
 def test_dead_engine_fails_what_it_owed():
-    router = Router()
-    router.add_engine(0)
-    router.add_engine(1)
-    router.route_request(b"c", header(msg_id="r1"), [0, 1])
-    router.route_request(b"d", header(msg_id="r2"), [1])
+    router = router_with(0, 1)
+    router.route_request(b"c", header(msg_id="r1"), [0, 1], None)
+    router.route_request(b"d", header(msg_id="r2"), [1], None)
     failures = router.remove_engine(1, "died")
     assert sorted((f.client, f.parent["msg_id"]) for f in failures) == [(b"c", "r1/1"), (b"d", "r2/1")]
     assert all("engine 1 died" in f.content["evalue"] for f in failures)
-    assert router.reply_client("r1/0") == b"c"
-    assert router.route_request(b"c", header(msg_id="r3"), [1]).failures
+    assert router.on_reply("r1/0")[0] == b"c"
+    assert router.route_request(b"c", header(msg_id="r3"), [1], None).failures
+
+
+def test_tasks_go_to_the_least_loaded_engine_and_wait_for_room():
+    router = router_with(0, 1)
+    first = router.route_task(b"c", header(msg_id="t1"), None, 1)
+    second = router.route_task(b"c", header(msg_id="t2"), None, 2)
+    third = router.route_task(b"c", header(msg_id="t3"), None, 3)
+    assert [d.engine_id for d in first.deliveries + second.deliveries] == [0, 1]
+    assert third.deliveries == [] and len(router.queue) == 1
+    client, freed = router.on_reply("t2")
+    assert client == b"c" and [(d.engine_id, d.header["msg_id"], d.payload) for d in freed] == [(1, "t3", 3)]
+
+
+def test_a_busy_engine_gets_no_tasks_while_another_has_room():
+    router = router_with(0, 1)
+    router.route_request(b"c", header(msg_id="long"), [0], None)
+    engines = []
+    for i in range(5):
+        engines += [d.engine_id for d in router.route_task(b"c", header(msg_id=f"t{i}"), None, i).deliveries]
+        for delivery_msg in list(router.pending):
+            if delivery_msg.startswith("t"):
+                engines += [d.engine_id for d in router.on_reply(delivery_msg)[1]]
+    assert set(engines) == {1} and len(engines) == 5
+
+
+def test_tasks_respect_their_candidates():
+    router = router_with(0, 1, 2)
+    routing = router.route_task(b"c", header(msg_id="t"), [2], None)
+    assert [d.engine_id for d in routing.deliveries] == [2]
+    blocked = router.route_task(b"c", header(msg_id="u"), [2], None)
+    other = router.route_task(b"c", header(msg_id="v"), None, None)
+    assert blocked.deliveries == [] and [d.engine_id for d in other.deliveries] == [0]
+    assert [d.header["msg_id"] for d in router.on_reply("t")[1]] == ["u"]
+
+
+def test_queued_tasks_fail_when_no_candidate_is_left():
+    router = router_with(0, 1)
+    router.route_task(b"c", header(msg_id="t"), [1], None)
+    router.route_task(b"c", header(msg_id="u"), [1], None)
+    failures = router.remove_engine(1, "died")
+    assert sorted(f.parent["msg_id"] for f in failures) == ["t", "u"]
+    assert not router.queue
+
+
+def test_an_engine_that_arrives_takes_queued_tasks():
+    router = router_with()
+    assert router.route_task(b"c", header(msg_id="t"), None, None).deliveries == []
+    assert [d.header["msg_id"] for d in router.add_engine(4).deliveries] == ["t"]
 
 
 @pytest.mark.parametrize("metadata", [{}, {"targets": []}, {"targets": ["0"]}, {"targets": [1, 1]},
-                                      {"targets": [True]}])
+                                      {"targets": [True]}, {"targets": None, "balanced": "yes"}])
 def test_malformed_targets_are_rejected(metadata):
     with pytest.raises(ProtocolError):
-        request_targets(metadata)
+        request_routing(metadata)
+
+
+def test_balanced_requests_may_leave_targets_open():
+    assert request_routing({"targets": None, "balanced": True}) == (None, True)
+    assert request_routing({"targets": [1, 2]}) == ([1, 2], False)

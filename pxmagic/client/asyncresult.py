@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from concurrent import futures
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import serialize
-from ..error import RemoteError, TimeoutError, composite
-from ..protocol import engine_msg_id
+from ..error import RemoteError, TimeoutError, composite, remote_error
 
 
 def decode_reply(msg: dict, engine_id: int, sign_buffers: bool) -> tuple[Any, RemoteError | None]:
@@ -36,40 +36,63 @@ def decode_reply(msg: dict, engine_id: int, sign_buffers: bool) -> tuple[Any, Re
     if status == "aborted":
         return None, RemoteError("AbortedTask", "the engine aborted this request", engine_id=engine_id)
     traceback = "\n".join(content.get("traceback") or [])
-    return None, RemoteError(content.get("ename", "Error"), content.get("evalue", ""), traceback, engine_id)
+    return None, remote_error(content.get("ename", "Error"), content.get("evalue", ""), traceback, engine_id)
 
 
 class AsyncResult(futures.Future):
-    """The pending result of a call on one or more engines."""
+    """The pending result of one or more requests to engines.
 
-    def __init__(self, request_id: str, targets: list[int], single: bool, method: str):
+    It has one slot per ``msg_id``: a direct request on N engines fills N
+    slots, a map split into K tasks fills K.  When every slot is filled the
+    future completes with ``join`` of the values in slot order (the bare value
+    for a call on a single engine), or fails with a RemoteError (single
+    engine) or a CompositeError.
+    """
+
+    def __init__(
+        self,
+        msg_ids: list[str],
+        engine_ids: list[int | None],
+        single: bool,
+        method: str,
+        join: Callable[[list], Any] | None = None,
+    ):
         super().__init__()
         self.set_running_or_notify_cancel()
-        self.engine_ids = list(targets)
-        self.msg_ids = [engine_msg_id(request_id, e) for e in targets]
+        self.msg_ids = list(msg_ids)
+        self.engine_ids = list(engine_ids)
         self.method = method
         self._single = single
+        self._join = join
         self._values: dict[int, Any] = {}
         self._errors: dict[int, RemoteError] = {}
         self._lock = threading.Lock()
-        self._tracker: Any = None
-        self.stdout = {e: "" for e in targets}
-        self.stderr = {e: "" for e in targets}
+        self._slot_filled = threading.Condition(self._lock)
+        self._arrivals: list[int] = []
+        self._trackers: list = []
+        self.stdout: dict[int, str] = {}
+        self.stderr: dict[int, str] = {}
         self.submitted = time.monotonic()
         self.completed: float | None = None
+        if not msg_ids:  # a map over nothing
+            self.completed = self.submitted
+            self._finish()
 
     def __repr__(self) -> str:
         state = "finished" if self.done() else "pending"
         return f"<AsyncResult({self.method}): {state}>"
 
     # -- called by the client's I/O thread ------------------------------
-    def _deliver(self, engine_id: int, value: Any, error: RemoteError | None) -> None:
+    def _deliver(self, index: int, engine_id: int | None, value: Any, error: RemoteError | None) -> None:
         with self._lock:
+            self.engine_ids[index] = engine_id
             if error is None:
-                self._values[engine_id] = value
+                self._values[index] = value
             else:
-                self._errors[engine_id] = error
-            finished = len(self._values) + len(self._errors) == len(self.engine_ids)
+                self._errors[index] = error
+            self._arrivals.append(index)
+            self._slot_filled.notify_all()
+            finished = len(self._arrivals) == len(self.msg_ids)
         if finished:
             self.completed = time.monotonic()
             self._finish()
@@ -79,11 +102,30 @@ class AsyncResult(futures.Future):
             if self._single:
                 self.set_exception(next(iter(self._errors.values())))
             else:
-                self.set_exception(composite(self._errors, self.method))
-        elif self._single:
-            self.set_result(self._values[self.engine_ids[0]])
+                ordered = [(self.engine_ids[i], self._errors[i]) for i in sorted(self._errors)]
+                self.set_exception(composite(ordered, self.method))
+            return
+        values = [self._values[i] for i in range(len(self.msg_ids))]
+        if self._join is not None:
+            self.set_result(self._join(values))
         else:
-            self.set_result([self._values[e] for e in self.engine_ids])
+            self.set_result(values[0] if self._single else values)
+
+    def _slot_value(self, index: int) -> Any:
+        """The value of one slot once it is filled (its error is raised)."""
+        with self._slot_filled:
+            self._slot_filled.wait_for(lambda: index in self._values or index in self._errors)
+        if index in self._errors:
+            raise self._errors[index]
+        return self._values[index]
+
+    def _slots_as_completed(self) -> Iterator[int]:
+        """Slot indices in the order their replies arrived, waiting for each."""
+        for position in range(len(self.msg_ids)):
+            with self._slot_filled:
+                self._slot_filled.wait_for(lambda n=position + 1: len(self._arrivals) >= n)
+                slot = self._arrivals[position]
+            yield slot
 
     def _add_output(self, engine_id: int, stream: str, text: str) -> None:
         outputs = self.stdout if stream == "stdout" else self.stderr
@@ -121,9 +163,12 @@ class AsyncResult(futures.Future):
         return self.exception() is None
 
     def get_dict(self, timeout: float | None = None) -> dict[int, Any]:
-        """The results as a dict keyed by engine id."""
+        """The results of a call on several engines as a dict keyed by engine id."""
         result = self.get(timeout)
         values = [result] if self._single else result
+        if len(values) != len(self.engine_ids) or len(set(self.engine_ids)) != len(values):
+            raise ValueError("get_dict needs one result per engine; this result has "
+                             f"{len(values)} values from engines {self.engine_ids}")
         return dict(zip(self.engine_ids, values))
 
     @property
@@ -134,9 +179,9 @@ class AsyncResult(futures.Future):
     @property
     def sent(self) -> bool:
         """Whether ZMQ has finished sending the request (see ``track``)."""
-        return self._tracker is None or self._tracker.done
+        return all(tracker.done for tracker in self._trackers)
 
     def wait_for_send(self, timeout: float | None = None) -> None:
         """Block until ZMQ no longer needs the buffers of the request."""
-        if self._tracker is not None:
-            self._tracker.wait(timeout if timeout is None or timeout >= 0 else None)
+        for tracker in self._trackers:
+            tracker.wait(timeout if timeout is None or timeout >= 0 else None)

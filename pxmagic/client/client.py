@@ -11,8 +11,9 @@ import logging
 import time
 from concurrent import futures
 from pathlib import Path
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
-from collections.abc import Iterable
 
 from jupyter_client.session import Session
 
@@ -23,11 +24,14 @@ from ..protocol import (
     HUB_INFO_REQUEST,
     HUB_SHUTDOWN_REQUEST,
     HUB_TOPIC,
+    engine_msg_id,
     request_metadata,
+    topic_engine,
 )
 from .asyncresult import AsyncResult, decode_reply
+from .balanced import LoadBalancedView
 from .channel import HubChannel
-from .view import DirectView
+from .view import DirectView, Request
 
 log = logging.getLogger("pxmagic.client")
 
@@ -40,6 +44,9 @@ class Client:
     ``url_file`` is the path of its ``pxmagic-client.json``; without it the
     file of ``profile`` (default ``"default"``) and ``cluster_id`` is used.
     """
+
+    #: how many msg_ids' results :meth:`get_result` can still find
+    max_results = 10_000
 
     def __init__(
         self,
@@ -59,8 +66,10 @@ class Client:
             username=getpass.getuser(),
         )
         self._engines: dict[int, dict] = {}
+        # msg_id -> (result, slot): replies still awaited, and outputs still expected
         self._pending: dict[str, tuple[AsyncResult, int]] = {}
         self._outputs: dict[str, tuple[AsyncResult, int]] = {}
+        self.results: OrderedDict[str, AsyncResult] = OrderedDict()
         self._hub_requests: dict[str, futures.Future] = {}
         self.rejected_messages = 0
         self._channel = HubChannel(info, self._on_reply, self._on_output)
@@ -124,27 +133,67 @@ class Client:
         self.resolve_targets(targets)
         return DirectView(self, targets)
 
+    def load_balanced_view(self, targets: Targets = None) -> LoadBalancedView:
+        """A view whose tasks go to whichever engine (of ``targets``) has room first."""
+        if targets is not None:
+            self.resolve_targets(targets)
+        return LoadBalancedView(self, targets)
+
     # -- sending ------------------------------------------------------------
-    def send_request(
+    def submit(
         self,
-        msg_type: str,
-        content: dict,
-        targets: list[int],
+        requests: list[Request],
         single: bool,
         method: str,
-        buffers: list | None = None,
+        join: Callable[[list], Any] | None = None,
         track: bool = False,
+        result_class: Callable[..., AsyncResult] = AsyncResult,
     ) -> AsyncResult:
-        """Send one request for ``targets`` to the hub; the AsyncResult resolves from the replies."""
-        buffers = buffers or []
-        digests = serialize.digests(buffers) if self.sign_buffers else None
-        msg = self.session.msg(msg_type, content, metadata=request_metadata(targets, digests))
-        result = AsyncResult(msg["header"]["msg_id"], targets, single, method)
-        for engine_id, msg_id in zip(targets, result.msg_ids):
-            self._pending[msg_id] = (result, engine_id)
-            self._outputs[msg_id] = (result, engine_id)
-        result._tracker = self._channel.send(self.session.serialize(msg) + buffers, track)
+        """Send requests to the hub; one AsyncResult resolves from all their replies."""
+        messages, msg_ids, engine_ids = [], [], []
+        for request in requests:
+            digests = serialize.digests(request.buffers) if self.sign_buffers else None
+            metadata = request_metadata(request.targets, digests, request.balanced)
+            msg = self.session.msg(request.msg_type, request.content, metadata=metadata)
+            request_id = msg["header"]["msg_id"]
+            if request.balanced:
+                msg_ids.append(request_id)
+                engine_ids.append(None)
+            else:
+                msg_ids += [engine_msg_id(request_id, e) for e in request.targets]
+                engine_ids += request.targets
+            messages.append(self.session.serialize(msg) + list(request.buffers))
+        result = result_class(msg_ids, engine_ids, single, method, join)
+        for index, msg_id in enumerate(msg_ids):
+            self._pending[msg_id] = self._outputs[msg_id] = (result, index)
+            self._remember(msg_id, result)
+        for frames in messages:
+            tracker = self._channel.send(frames, track)
+            if tracker is not None:
+                result._trackers.append(tracker)
         return result
+
+    def _remember(self, msg_id: str, result: AsyncResult) -> None:
+        self.results[msg_id] = result
+        if len(self.results) > self.max_results:
+            self.results.popitem(last=False)
+
+    def get_result(self, msg_id: str) -> AsyncResult:
+        """The AsyncResult of an earlier request, by any of its msg_ids."""
+        try:
+            return self.results[msg_id]
+        except KeyError:
+            raise KeyError(f"no result with msg_id {msg_id!r} in this client's last "
+                           f"{self.max_results} requests") from None
+
+    def purge_local_results(self, jobs: Any = "all") -> None:
+        """Forget finished results kept for :meth:`get_result` (``"all"``, or some of them)."""
+        if jobs == "all":
+            finished = [mid for mid, result in self.results.items() if result.done()]
+        else:
+            finished = [mid for result in self._results_of(jobs) for mid in result.msg_ids]
+        for msg_id in finished:
+            self.results.pop(msg_id, None)
 
     def _hub_request(self, msg_type: str, timeout: float) -> dict:
         msg = self.session.msg(msg_type, {})
@@ -184,10 +233,14 @@ class Client:
         if entry is None:
             log.debug("reply to unknown request %s", parent_id)
             return
-        result, engine_id = entry
-        if msg["content"].get("ename") == "EngineError":
+        result, index = entry
+        content = msg["content"]
+        engine_id = result.engine_ids[index]
+        if engine_id is None:  # a balanced task: the reply says which engine ran it
+            engine_id = msg["metadata"].get("engine_id", content.get("engine_id"))
+        if content.get("ename") == "EngineError":
             self._outputs.pop(parent_id, None)
-        result._deliver(engine_id, *decode_reply(msg, engine_id, self.sign_buffers))
+        result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.sign_buffers))
 
     def _on_output(self, frames: list) -> None:
         idents, parts = self.session.feed_identities(frames, copy=False)
@@ -201,10 +254,10 @@ class Client:
         entry = self._outputs.get(parent_id)
         if entry is None:
             return
-        result, engine_id = entry
+        result, _ = entry
         msg_type, content = msg["msg_type"], msg["content"]
         if msg_type == "stream":
-            result._add_output(engine_id, content["name"], content["text"])
+            result._add_output(topic_engine(idents[0]), content["name"], content["text"])
         elif msg_type == "status" and content.get("execution_state") == "idle":
             del self._outputs[parent_id]
 
@@ -231,10 +284,8 @@ class Client:
         for job in jobs:
             if isinstance(job, AsyncResult):
                 results.add(job)
-            else:
-                entry = self._pending.get(job)
-                if entry is not None:
-                    results.add(entry[0])
+            elif job in self.results:
+                results.add(self.results[job])
         return results
 
     def shutdown(self) -> None:

@@ -1,116 +1,234 @@
-"""DirectView: explicit control of a chosen set of engines.
+"""Views: DirectView gives explicit control of chosen engines.
 
 Every method is built on two requests: ``apply_request`` (call a function in
 the engines' namespace) and ``execute_request`` (run code, as a notebook
 cell would).  ``block``, ``track`` and ``targets`` are attributes used as
 defaults, and each call may override them by keyword, as the IPython parallel
-documentation describes.
+documentation describes.  What differs between a direct and a load-balanced
+view is only how calls are addressed, which subclasses define.
 """
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Callable
 
 from .. import serialize
 from ..engine import ops
 from ..protocol import APPLY_REQUEST, EXECUTE_REQUEST
+from . import partition
 from .asyncresult import AsyncResult
+from .imports import SyncImports
+from .remotefunction import ParallelFunction, RemoteFunction
 
 if TYPE_CHECKING:
     from .client import Client, Targets
 
 
-class DirectView:
-    """A view on a fixed set of engines (``rc[:]``, ``rc[0]``, ``rc[::2]``)."""
+@dataclass
+class Request:
+    """One request for the hub: run on every engine of ``targets``, or, balanced, on one of them."""
 
-    def __init__(self, client: "Client", targets: "Targets" = "all"):
+    msg_type: str
+    content: dict
+    targets: list[int] | None
+    balanced: bool = False
+    buffers: Sequence = ()
+
+
+def apply_request(func: Callable, args: tuple, kwargs: dict, targets: list[int] | None,
+                  balanced: bool = False) -> Request:
+    return Request(APPLY_REQUEST, {}, targets, balanced, serialize.pack_call(func, args, kwargs))
+
+
+class View:
+    """What every view shares: blocking and targets defaults, apply, map, decorators, history."""
+
+    history_size = 1000
+
+    def __init__(self, client: Client, targets: Targets):
         self.client = client
         self._targets = targets
         self.block = False
         self.track = False
+        self.history: deque[AsyncResult] = deque(maxlen=self.history_size)
 
     @property
-    def targets(self) -> "Targets":
+    def targets(self) -> Targets:
         return self._targets
 
     @targets.setter
-    def targets(self, targets: "Targets") -> None:
+    def targets(self, targets: Targets) -> None:
         self.client.resolve_targets(targets)
         self._targets = targets
+
+    def _blocking(self, block: bool | None) -> bool:
+        return self.block if block is None else block
+
+    def _submit(self, requests: list[Request], single: bool, method: str, block: bool | None,
+                join: Callable[[list], Any] | None = None, track: bool | None = None,
+                result_class: Callable[..., AsyncResult] = AsyncResult) -> Any:
+        result = self.client.submit(requests, single, method, join,
+                                    self.track if track is None else track, result_class)
+        self.history.append(result)
+        return result.get() if self._blocking(block) else result
+
+    # -- calling functions ----------------------------------------------
+    def _apply(self, func: Callable, args: tuple = (), kwargs: dict | None = None,
+               block: bool | None = None, targets: Targets = None, track: bool | None = None) -> Any:
+        raise NotImplementedError
+
+    def apply(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Call ``f(*args, **kwargs)`` remotely; blocks if ``self.block``."""
+        return self._apply(f, args, kwargs)
+
+    def apply_sync(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Call ``f(*args, **kwargs)`` remotely and return the result(s)."""
+        return self._apply(f, args, kwargs, block=True)
+
+    def apply_async(self, f: Callable, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Call ``f(*args, **kwargs)`` remotely; return an AsyncResult at once."""
+        return self._apply(f, args, kwargs, block=False)
+
+    # -- mapping ------------------------------------------------------------
+    def _distribute(self, func: Callable, sequences: list[Sequence], kwargs: dict, elementwise: bool,
+                    block: bool | None, **options: Any) -> Any:
+        raise NotImplementedError
+
+    def map(self, f: Callable, *sequences: Any, block: bool | None = None, **options: Any) -> Any:
+        """Parallel ``map(f, *sequences)``: a list in input order.
+
+        Like builtin ``map``, several sequences stop at the shortest.
+        """
+        if not sequences:
+            raise TypeError("map() needs at least one sequence")
+        seqs = [partition.as_sequence(s, "map's sequence") for s in sequences]
+        return self._distribute(f, seqs, {}, True, block, **options)
+
+    def map_sync(self, f: Callable, *sequences: Any, **options: Any) -> list:
+        return self.map(f, *sequences, block=True, **options)
+
+    def map_async(self, f: Callable, *sequences: Any, **options: Any) -> AsyncResult:
+        return self.map(f, *sequences, block=False, **options)
+
+    def remote(self, block: bool | None = None) -> Callable[[Callable], RemoteFunction]:
+        """Decorator: calling the function runs it remotely (on every engine of a DirectView)."""
+        return lambda func: RemoteFunction(self, func, block)
+
+    def parallel(self, block: bool | None = None, **options: Any) -> Callable[[Callable], ParallelFunction]:
+        """Decorator: calls split their sequence arguments over the engines (see ParallelFunction)."""
+        return lambda func: ParallelFunction(self, func, block, **options)
+
+    # -- results -------------------------------------------------------------
+    def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
+        """Wait for AsyncResults or msg_ids (default: all of this view's); True if all done."""
+        return self.client.wait(list(self.history) if jobs is None else jobs, timeout)
+
+    def get_result(self, indices_or_msg_ids: int | str = -1) -> AsyncResult:
+        """An earlier result of this view by history index (default: the latest) or msg_id."""
+        if isinstance(indices_or_msg_ids, str):
+            return self.client.get_result(indices_or_msg_ids)
+        try:
+            return self.history[indices_or_msg_ids]
+        except IndexError:
+            raise IndexError(f"this view has {len(self.history)} results in its history, "
+                             f"no index {indices_or_msg_ids}") from None
+
+
+class DirectView(View):
+    """A view on a fixed set of engines (``rc[:]``, ``rc[0]``, ``rc[::2]``)."""
+
+    def __init__(self, client: Client, targets: Targets = "all"):
+        super().__init__(client, targets)
 
     def __repr__(self) -> str:
         ids, single = self.client.resolve_targets(self._targets)
         return f"<DirectView {ids[0] if single else ids}>"
 
     def __len__(self) -> int:
-        return len(self.client.resolve_targets(self._targets)[0])
+        return len(self._ids(None)[0])
 
-    # -- the two requests ---------------------------------------------------
-    def _apply(
-        self,
-        func: Callable,
-        args: tuple = (),
-        kwargs: dict | None = None,
-        block: bool | None = None,
-        targets: "Targets" = None,
-        track: bool | None = None,
-    ) -> Any:
-        ids, single = self.client.resolve_targets(self._targets if targets is None else targets)
-        buffers = serialize.pack_call(func, args, kwargs or {})
-        result = self.client.send_request(
-            APPLY_REQUEST, {}, ids, single, getattr(func, "__name__", "apply"),
-            buffers, self.track if track is None else track,
-        )
-        return self._finish(result, block)
+    def _ids(self, targets: Targets) -> tuple[list[int], bool]:
+        return self.client.resolve_targets(self._targets if targets is None else targets)
 
-    def _finish(self, result: AsyncResult, block: bool | None) -> Any:
-        return result.get() if (self.block if block is None else block) else result
+    def _apply(self, func: Callable, args: tuple = (), kwargs: dict | None = None,
+               block: bool | None = None, targets: Targets = None, track: bool | None = None) -> Any:
+        ids, single = self._ids(targets)
+        request = apply_request(func, args, kwargs or {}, ids)
+        return self._submit([request], single, getattr(func, "__name__", "apply"), block, track=track)
 
-    def apply(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
-        """Call ``f(*args, **kwargs)`` on each engine; blocks if ``self.block``."""
-        return self._apply(f, args, kwargs)
+    def _distribute(self, func: Callable, sequences: list[Sequence], kwargs: dict, elementwise: bool,
+                    block: bool | None, targets: Targets = None) -> Any:
+        """One call an engine, each on its contiguous chunk of the sequences."""
+        ids, _ = self._ids(targets)
+        length = partition.shortest(sequences)
+        bounds = partition.chunk_bounds(length, min(len(ids), length))
+        requests = []
+        for engine_id, (start, stop) in zip(ids, bounds):
+            chunks = tuple(partition.cut(s, start, stop) for s in sequences)
+            if elementwise:
+                requests.append(apply_request(ops.map_chunk, (func, start, *chunks), {}, [engine_id]))
+            else:
+                requests.append(apply_request(func, chunks, kwargs, [engine_id]))
+        join = partition.flatten_lists if elementwise else partition.join
+        return self._submit(requests, False, getattr(func, "__name__", "map"), block, join)
 
-    def apply_sync(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
-        """Call ``f(*args, **kwargs)`` on each engine and return the result(s)."""
-        return self._apply(f, args, kwargs, block=True)
-
-    def apply_async(self, f: Callable, *args: Any, **kwargs: Any) -> AsyncResult:
-        """Call ``f(*args, **kwargs)`` on each engine; return an AsyncResult at once."""
-        return self._apply(f, args, kwargs, block=False)
-
-    def execute(
-        self, code: str, silent: bool = False, targets: "Targets" = None, block: bool | None = None
-    ) -> AsyncResult | None:
+    def execute(self, code: str, silent: bool = False, targets: Targets = None,
+                block: bool | None = None) -> AsyncResult | None:
         """Run ``code`` on each engine as a cell; blocking returns None once all are done."""
-        ids, single = self.client.resolve_targets(self._targets if targets is None else targets)
-        content = {
-            "code": code,
-            "silent": silent,
-            "store_history": not silent,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": False,
-        }
-        result = self.client.send_request(EXECUTE_REQUEST, content, ids, single, "execute")
-        if self.block if block is None else block:
+        ids, single = self._ids(targets)
+        content = {"code": code, "silent": silent, "store_history": not silent,
+                   "user_expressions": {}, "allow_stdin": False, "stop_on_error": False}
+        result = self._submit([Request(EXECUTE_REQUEST, content, ids)], single, "execute", False)
+        if self._blocking(block):
             result.get()
             return None
         return result
 
+    def run(self, filename: str | Path, targets: Targets = None, block: bool | None = None) -> AsyncResult | None:
+        """Execute the code of a local file on the engines."""
+        return self.execute(Path(filename).read_text(), targets=targets, block=block)
+
     # -- moving objects -----------------------------------------------------
-    def push(
-        self, ns: dict, targets: "Targets" = None, block: bool | None = None, track: bool | None = None
-    ) -> Any:
+    def push(self, ns: dict, targets: Targets = None, block: bool | None = None,
+             track: bool | None = None) -> Any:
         """Update each engine's namespace with the dict ``ns``."""
         if not isinstance(ns, dict):
             raise TypeError(f"push takes a dict of names to values, not {type(ns).__name__}")
         return self._apply(ops.push, (ns,), block=block, targets=targets, track=track)
 
-    def pull(self, names: str | tuple | list, targets: "Targets" = None, block: bool | None = None) -> Any:
+    def pull(self, names: str | tuple | list, targets: Targets = None, block: bool | None = None) -> Any:
         """Values of ``names`` (one name, or a tuple of names) on each engine."""
         if not isinstance(names, (str, tuple, list)) or not all(isinstance(n, str) for n in names):
             raise TypeError(f"pull takes a name or a tuple of names, not {names!r}")
         return self._apply(ops.pull, (names,), block=block, targets=targets)
+
+    def scatter(self, key: str, seq: Any, targets: Targets = None, flatten: bool = False,
+                block: bool | None = None, track: bool | None = None) -> Any:
+        """Cut ``seq`` into one contiguous chunk an engine and push each as ``key``.
+
+        ``flatten=True`` pushes the element itself where a chunk holds one.
+        """
+        sequence = partition.as_sequence(seq, "scatter's sequence")
+        ids, _ = self._ids(targets)
+        chunks = partition.split(sequence, len(ids))
+        requests = []
+        for engine_id, chunk in zip(ids, chunks):
+            value = chunk[0] if flatten and len(chunk) == 1 else chunk
+            requests.append(apply_request(ops.push, ({key: value},), {}, [engine_id]))
+        return self._submit(requests, False, "scatter", block, track=track)
+
+    def gather(self, key: str, targets: Targets = None, block: bool | None = None) -> Any:
+        """Pull ``key`` from each engine and join the pieces in engine order."""
+        ids, _ = self._ids(targets)
+        requests = [apply_request(ops.pull, (key,), {}, ids)]
+        return self._submit(requests, False, "gather", block, partition.join)
+
+    def sync_imports(self, local: bool = True, quiet: bool = False) -> SyncImports:
+        """Context manager: imports in its block run here and on this view's engines."""
+        return SyncImports(self, local, quiet)
 
     def __setitem__(self, name: str, value: Any) -> None:
         self.push({name: value}, block=True)
@@ -125,7 +243,3 @@ class DirectView:
     def update(self, ns: dict) -> Any:
         """``push(ns)`` with the view's ``block`` and ``track``."""
         return self.push(ns)
-
-    def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
-        """Wait for AsyncResults (or msg_ids); see :meth:`Client.wait`."""
-        return self.client.wait(jobs, timeout)

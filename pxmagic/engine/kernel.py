@@ -14,6 +14,7 @@ from typing import Any
 from ipykernel.ipkernel import IPythonKernel
 
 from .. import serialize
+from ..error import RemoteError
 from ..protocol import APPLY_REPLY, ENGINE_ID_ENV, SIGN_BUFFERS_ENV, error_content
 
 
@@ -25,7 +26,9 @@ def _error_reply(error: BaseException) -> dict:
     """
     tb = error.__traceback__.tb_next if error.__traceback__ else None
     lines = "".join(traceback.format_exception(type(error), error, tb)).splitlines()
-    return error_content(type(error).__name__, str(error), lines)
+    evalue = error.evalue if isinstance(error, RemoteError) else str(error)
+    notes = getattr(error, "__notes__", [])
+    return error_content(type(error).__name__, " ".join([evalue, *notes]), lines)
 
 
 class EngineKernel(IPythonKernel):
@@ -72,7 +75,7 @@ class EngineKernel(IPythonKernel):
                         "SerializationError",
                         f"cannot send back a result of type {kind.__module__}.{kind.__qualname__}: {error}",
                     )
-        reply_metadata: dict = {"engine": self.engine_id}
+        reply_metadata: dict = {"engine_id": self.engine_id}
         if self.sign_buffers:
             reply_metadata["buffer_digests"] = serialize.digests(reply_frames)
         self.session.send(

@@ -31,10 +31,10 @@ from ..protocol import (
     ProtocolError,
     error_content,
     iopub_topic,
-    request_targets,
+    request_routing,
 )
 from .engines import KERNEL_NAME, Engine
-from .router import Failure, Router
+from .router import Delivery, Failure, Router
 from .wire import send
 
 log = logging.getLogger("pxmagic.hub")
@@ -122,7 +122,7 @@ class Hub:
             self._add_engine(engine)
 
     def _add_engine(self, engine: Engine) -> None:
-        self.router.add_engine(engine.id)
+        self._deliver(self.router.add_engine(engine.id).deliveries)
         self._tasks += [
             asyncio.create_task(self._serve_engine_replies(engine)),
             asyncio.create_task(self._serve_engine_output(engine)),
@@ -171,24 +171,24 @@ class Hub:
 
     def _forward_request(self, client: bytes, msg: dict, packed_content: bytes) -> None:
         try:
-            targets = request_targets(msg["metadata"])
+            targets, balanced = request_routing(msg["metadata"])
         except ProtocolError as error:
             reply_type = ENGINE_REQUESTS[msg["msg_type"]]
             self._reply(client, reply_type, msg["header"], error_content("ProtocolError", str(error)))
             return
-        routing = self.router.route_request(client, msg["header"], targets)
-        for delivery in routing.deliveries:
-            send(
-                self.session,
-                self.engines[delivery.engine_id].shell,
-                msg["msg_type"],
-                content=packed_content,
-                parent=msg["parent_header"],
-                header=delivery.header,
-                metadata=msg["metadata"],
-                buffers=msg["buffers"],
-            )
+        payload = (packed_content, msg["parent_header"], msg["metadata"], msg["buffers"])
+        if balanced:
+            routing = self.router.route_task(client, msg["header"], targets, payload)
+        else:
+            routing = self.router.route_request(client, msg["header"], targets, payload)
+        self._deliver(routing.deliveries)
         self._send_failures(routing.failures)
+
+    def _deliver(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            content, parent, metadata, buffers = delivery.payload
+            send(self.session, self.engines[delivery.engine_id].shell, delivery.header["msg_type"],
+                 content, parent=parent, header=delivery.header, metadata=metadata, buffers=buffers)
 
     def _reply(self, client: bytes, msg_type: str, parent: dict, content: dict) -> None:
         send(self.session, self.requests, msg_type, content, parent=parent, ident=client)
@@ -203,7 +203,7 @@ class Hub:
             "engines": {
                 str(e.id): {"connection_file": e.connection_file, "pid": e.pid}
                 for e in self.engines.values()
-                if e.id in self.router.engines
+                if e.id in self.router.load
             },
         }
 
@@ -222,9 +222,10 @@ class Hub:
                 self.rejected_messages += 1
                 log.warning("dropped a reply from engine %d: %s", engine.id, error)
                 continue
-            client = self.router.reply_client(msg["parent_header"].get("msg_id", ""))
+            client, freed = self.router.on_reply(msg["parent_header"].get("msg_id", ""))
             if client is not None:
                 await self.requests.send_multipart([client, *frames], copy=False)
+            self._deliver(freed)
 
     async def _serve_engine_output(self, engine: Engine) -> None:
         while True:
