@@ -12,6 +12,7 @@ lets ``dview['a'] = 5; dview.apply(lambda x: a + x, 1)`` find ``a``.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import pickle
 import sys
@@ -86,7 +87,8 @@ def _cell_value(cell: types.CellType) -> Any:
 
 
 class _Pickler(pickle.Pickler):
-    """Pickle protocol 5, sending interactively defined functions and classes by value."""
+    """Pickle protocol 5, sending interactively defined functions and classes by value,
+    and modules (which a closure may hold) by name."""
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.FunctionType) and _defined_interactively(obj):
@@ -98,6 +100,8 @@ class _Pickler(pickle.Pickler):
             import dill
 
             return _load_by_value, (dill.dumps(obj),)
+        if isinstance(obj, types.ModuleType):
+            return importlib.import_module, (obj.__name__,)
         if obj is _EMPTY_CELL:
             return _empty_cell_marker, ()
         return NotImplemented

@@ -55,3 +55,10 @@ def test_call_errors_name_the_argument_and_its_type():
         serialize.pack_call(print, (1, threading.Lock()), {})
     with pytest.raises(SerializationError, match="the function of type generator"):
         serialize.pack_call((i for i in range(3)), (), {})
+
+
+def test_modules_in_closures_go_by_name():
+    import json as json_module
+
+    frames = serialize.pack(lambda: json_module.dumps([1]))
+    assert serialize.unpack(frames)() == "[1]"

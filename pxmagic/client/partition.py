@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
 
@@ -23,14 +23,18 @@ def as_sequence(values: Any, what: str = "argument") -> Sequence:
     """A sliceable sequence of ``values``; a generator or other iterable is read once."""
     if is_array(values) or isinstance(values, (list, tuple, range)):
         return values
-    if isinstance(values, (str, bytes, dict)) or not isinstance(values, Iterable):
-        raise TypeError(f"{what} must be a sequence (a list, tuple, range, array or iterable), "
+    if isinstance(values, Sequence):
+        return values
+    if isinstance(values, (Mapping, Set)) or not isinstance(values, Iterable):
+        raise TypeError(f"{what} must be a sequence (a list, tuple, range, array, or an iterator), "
                         f"not {type(values).__name__}")
     return list(values)
 
 
 def chunk_bounds(length: int, parts: int) -> list[tuple[int, int]]:
     """``(start, stop)`` of ``parts`` contiguous chunks whose sizes differ by one at most."""
+    if parts < 1:
+        return []
     base, extra = divmod(length, parts)
     bounds, start = [], 0
     for index in range(parts):
