@@ -30,6 +30,13 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext pxmagic`` registers %px, %%px, %autopx and %result."""
+    from .magics import load_ipython_extension as load
+
+    load(shell)
+
+
 def __getattr__(name: str) -> Any:
     """Import public names on first use, so ``import pxmagic`` stays fast."""
     if name not in _LAZY:

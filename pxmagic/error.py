@@ -51,6 +51,10 @@ class RemoteError(PxError):
     def __repr__(self) -> str:
         return f"<{type(self).__name__}[{self.engine_id}]:{self.ename}({self.evalue})>"
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows: the engine's own traceback, not pxmagic's client stack."""
+        return [f"[{self.engine_id}:apply]:", *(self.traceback.splitlines() or [f"{self.ename}: {self.evalue}"])]
+
 
 class EngineError(RemoteError):
     """An engine died or could not be reached while it had work to do."""
@@ -90,6 +94,14 @@ class CompositeError(RemoteError):
 
     def __repr__(self) -> str:
         return f"<CompositeError: {len(self.elist)} remote exceptions>"
+
+    def _render_traceback_(self) -> list[str]:
+        """A line for each engine's error, then the first engine's traceback."""
+        lines = [f"{type(self).__name__}: {self.message}", *self._lines()]
+        lines += ["", *self.elist[0][1]._render_traceback_()]
+        if len(self.elist) > 1:
+            lines += ["", f"... {len(self.elist) - 1} more: error.print_tracebacks() shows every engine's"]
+        return lines
 
     def __getitem__(self, index: int) -> RemoteError:
         return self.elist[index][1]

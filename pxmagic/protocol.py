@@ -17,8 +17,11 @@ APPLY_REQUEST = "apply_request"
 APPLY_REPLY = "apply_reply"
 EXECUTE_REQUEST = "execute_request"
 EXECUTE_REPLY = "execute_reply"
+INTERRUPT_REQUEST = "interrupt_request"
 #: requests the hub forwards to engines, and the reply each one gets
-ENGINE_REQUESTS = {APPLY_REQUEST: APPLY_REPLY, EXECUTE_REQUEST: EXECUTE_REPLY}
+ENGINE_REQUESTS = {APPLY_REQUEST: APPLY_REPLY, EXECUTE_REQUEST: EXECUTE_REPLY, INTERRUPT_REQUEST: "interrupt_reply"}
+#: of those, the ones that go to an engine's control channel rather than its shell
+CONTROL_REQUESTS = {INTERRUPT_REQUEST}
 
 HUB_INFO_REQUEST = "hub_info_request"
 HUB_INFO_REPLY = "hub_info_reply"

@@ -8,6 +8,7 @@ a CompositeError.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 import time
 from concurrent import futures
 from collections.abc import Callable, Iterator
@@ -39,6 +40,17 @@ def decode_reply(msg: dict, engine_id: int, sign_buffers: bool) -> tuple[Any, Re
     return None, remote_error(content.get("ename", "Error"), content.get("evalue", ""), traceback, engine_id)
 
 
+@dataclass
+class Output:
+    """One iopub message an engine produced while serving a request."""
+
+    engine_id: int | None
+    msg_type: str
+    content: dict
+    metadata: dict = field(default_factory=dict)
+    received: float = field(default_factory=time.monotonic)
+
+
 class AsyncResult(futures.Future):
     """The pending result of one or more requests to engines.
 
@@ -67,9 +79,13 @@ class AsyncResult(futures.Future):
         self._values: dict[int, Any] = {}
         self._errors: dict[int, RemoteError] = {}
         self._lock = threading.Lock()
-        self._slot_filled = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
         self._arrivals: list[int] = []
         self._trackers: list = []
+        self.outputs: list[Output] = []
+        #: set by the client: interrupts the given engines
+        self._interrupt_engines: Callable[[list[int]], Any] | None = None
+        self._output_slots_open = len(self.msg_ids)
         self.stdout: dict[int, str] = {}
         self.stderr: dict[int, str] = {}
         self.submitted = time.monotonic()
@@ -91,7 +107,7 @@ class AsyncResult(futures.Future):
             else:
                 self._errors[index] = error
             self._arrivals.append(index)
-            self._slot_filled.notify_all()
+            self._changed.notify_all()
             finished = len(self._arrivals) == len(self.msg_ids)
         if finished:
             self.completed = time.monotonic()
@@ -113,8 +129,8 @@ class AsyncResult(futures.Future):
 
     def _slot_value(self, index: int) -> Any:
         """The value of one slot once it is filled (its error is raised)."""
-        with self._slot_filled:
-            self._slot_filled.wait_for(lambda: index in self._values or index in self._errors)
+        with self._changed:
+            self._changed.wait_for(lambda: index in self._values or index in self._errors)
         if index in self._errors:
             raise self._errors[index]
         return self._values[index]
@@ -122,14 +138,50 @@ class AsyncResult(futures.Future):
     def _slots_as_completed(self) -> Iterator[int]:
         """Slot indices in the order their replies arrived, waiting for each."""
         for position in range(len(self.msg_ids)):
-            with self._slot_filled:
-                self._slot_filled.wait_for(lambda n=position + 1: len(self._arrivals) >= n)
+            with self._changed:
+                self._changed.wait_for(lambda n=position + 1: len(self._arrivals) >= n)
                 slot = self._arrivals[position]
             yield slot
 
-    def _add_output(self, engine_id: int, stream: str, text: str) -> None:
-        outputs = self.stdout if stream == "stdout" else self.stderr
-        outputs[engine_id] = outputs.get(engine_id, "") + text
+    def _add_output(self, output: Output) -> None:
+        with self._changed:
+            self.outputs.append(output)
+            if output.msg_type == "stream":
+                streams = self.stdout if output.content["name"] == "stdout" else self.stderr
+                streams[output.engine_id] = streams.get(output.engine_id, "") + output.content["text"]
+            self._changed.notify_all()
+
+    def _output_finished(self) -> None:
+        """One slot's engine went idle (or died): it will produce no more output."""
+        with self._changed:
+            self._output_slots_open -= 1
+            self._changed.notify_all()
+
+    def wait_for_output(self, timeout: float | None = None) -> bool:
+        """Wait until every engine has sent all output of this request; True if it has."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._output_slots_open <= 0, timeout)
+
+    def iter_outputs(self, timeout: float | None = None) -> Iterator[Output]:
+        """Outputs as they arrive, until all engines are done with this request.
+
+        Raises TimeoutError if ``timeout`` seconds pass without completion.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        shown = 0
+        while True:
+            with self._changed:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self._changed.wait_for(
+                    lambda n=shown: len(self.outputs) > n or self._output_slots_open <= 0, remaining)
+                fresh = self.outputs[shown:]
+                finished = self._output_slots_open <= 0
+            yield from fresh
+            shown += len(fresh)
+            if finished and not fresh:
+                return
+            if not fresh and deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("Output not complete.")
 
     # -- the familiar surface --------------------------------------------
     def get(self, timeout: float | None = None) -> Any:
@@ -138,10 +190,22 @@ class AsyncResult(futures.Future):
             timeout = None
         try:
             return self.result(timeout)
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
         except futures.TimeoutError as error:
             if isinstance(error, TimeoutError) or self.done():
                 raise
             raise TimeoutError("Result not ready.") from None
+
+    def interrupt(self) -> None:
+        """Interrupt (as a kernel interrupt) the engines still working on this request."""
+        with self._lock:
+            busy = {self.engine_ids[i] for i in range(len(self.msg_ids))
+                    if i not in self._values and i not in self._errors}
+        busy.discard(None)
+        if busy and self._interrupt_engines is not None:
+            self._interrupt_engines(sorted(busy))
 
     @property
     def r(self) -> Any:

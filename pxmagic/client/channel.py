@@ -53,8 +53,12 @@ class HubChannel:
         with self._outbox_lock:
             return self._outbox.send_multipart(frames, copy=False, track=track)
 
+    @property
+    def closed(self) -> bool:
+        return not self._thread.is_alive()
+
     def close(self) -> None:
-        if not self._thread.is_alive():
+        if self.closed:
             return
         with self._outbox_lock:
             self._outbox.send(_STOP)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import logging
 import time
+import weakref
 from concurrent import futures
 from pathlib import Path
 from collections import OrderedDict
@@ -24,11 +25,12 @@ from ..protocol import (
     HUB_INFO_REQUEST,
     HUB_SHUTDOWN_REQUEST,
     HUB_TOPIC,
+    INTERRUPT_REQUEST,
     engine_msg_id,
     request_metadata,
     topic_engine,
 )
-from .asyncresult import AsyncResult, decode_reply
+from .asyncresult import AsyncResult, Output, decode_reply
 from .balanced import LoadBalancedView
 from .channel import HubChannel
 from .view import DirectView, Request
@@ -36,6 +38,9 @@ from .view import DirectView, Request
 log = logging.getLogger("pxmagic.client")
 
 Targets = Any  # None, "all", an engine id, a slice, or an iterable of ids
+
+#: iopub messages that an AsyncResult keeps as outputs of its request
+SHOWN_OUTPUTS = {"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"}
 
 
 class Client:
@@ -47,6 +52,7 @@ class Client:
 
     #: how many msg_ids' results :meth:`get_result` can still find
     max_results = 10_000
+    _latest: weakref.ref | None = None
 
     def __init__(
         self,
@@ -78,6 +84,7 @@ class Client:
         except Exception:
             self.close()
             raise
+        Client._latest = weakref.ref(self)
 
     # -- engines ------------------------------------------------------------
     @property
@@ -164,6 +171,7 @@ class Client:
                 engine_ids += request.targets
             messages.append(self.session.serialize(msg) + list(request.buffers))
         result = result_class(msg_ids, engine_ids, single, method, join)
+        result._interrupt_engines = self.interrupt
         for index, msg_id in enumerate(msg_ids):
             self._pending[msg_id] = self._outputs[msg_id] = (result, index)
             self._remember(msg_id, result)
@@ -238,8 +246,8 @@ class Client:
         engine_id = result.engine_ids[index]
         if engine_id is None:  # a balanced task: the reply says which engine ran it
             engine_id = msg["metadata"].get("engine_id", content.get("engine_id"))
-        if content.get("ename") == "EngineError":
-            self._outputs.pop(parent_id, None)
+        if content.get("ename") == "EngineError" and self._outputs.pop(parent_id, None):
+            result._output_finished()
         result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.sign_buffers))
 
     def _on_output(self, frames: list) -> None:
@@ -256,10 +264,12 @@ class Client:
             return
         result, _ = entry
         msg_type, content = msg["msg_type"], msg["content"]
-        if msg_type == "stream":
-            result._add_output(topic_engine(idents[0]), content["name"], content["text"])
-        elif msg_type == "status" and content.get("execution_state") == "idle":
-            del self._outputs[parent_id]
+        if msg_type == "status":
+            if content.get("execution_state") == "idle":
+                del self._outputs[parent_id]
+                result._output_finished()
+        elif msg_type in SHOWN_OUTPUTS:
+            result._add_output(Output(topic_engine(idents[0]), msg_type, content, msg["metadata"]))
 
     def _on_engine_status(self, content: dict) -> None:
         engine_id = int(content["engine_id"])
@@ -288,9 +298,24 @@ class Client:
                 results.add(self.results[job])
         return results
 
+    def interrupt(self, targets: Targets = None) -> AsyncResult:
+        """Interrupt what the engines are running, as a notebook's stop button does."""
+        ids, _ = self.resolve_targets(targets)
+        return self.submit([Request(INTERRUPT_REQUEST, {}, ids)], False, "interrupt")
+
+    @classmethod
+    def latest(cls) -> Client | None:
+        """The most recently created Client that is still open, if any."""
+        client = cls._latest() if cls._latest is not None else None
+        return client if client is not None and not client.closed else None
+
     def shutdown(self) -> None:
         """Stop the cluster: every engine and the hub."""
         self._hub_request(HUB_SHUTDOWN_REQUEST, 10.0)
+
+    @property
+    def closed(self) -> bool:
+        return self._channel.closed
 
     def close(self) -> None:
         """Close the connection to the hub; the cluster keeps running."""

@@ -226,6 +226,12 @@ class DirectView(View):
         requests = [apply_request(ops.pull, (key,), {}, ids)]
         return self._submit(requests, False, "gather", block, partition.join)
 
+    def activate(self, suffix: str = "") -> None:
+        """Bind %px, %%px, %autopx and %result (with ``suffix`` appended) to this view."""
+        from ..magics import activate
+
+        activate(self, suffix)
+
     def sync_imports(self, local: bool = True, quiet: bool = False) -> SyncImports:
         """Context manager: imports in its block run here and on this view's engines."""
         return SyncImports(self, local, quiet)

@@ -21,6 +21,7 @@ from jupyter_client.session import Session
 
 from .. import connection
 from ..protocol import (
+    CONTROL_REQUESTS,
     ENGINE_REQUESTS,
     ENGINE_STATUS,
     HUB_INFO_REPLY,
@@ -124,7 +125,8 @@ class Hub:
     def _add_engine(self, engine: Engine) -> None:
         self._deliver(self.router.add_engine(engine.id).deliveries)
         self._tasks += [
-            asyncio.create_task(self._serve_engine_replies(engine)),
+            asyncio.create_task(self._serve_engine_replies(engine, engine.shell)),
+            asyncio.create_task(self._serve_engine_replies(engine, engine.control)),
             asyncio.create_task(self._serve_engine_output(engine)),
             asyncio.create_task(self._watch_engine(engine)),
         ]
@@ -187,8 +189,11 @@ class Hub:
     def _deliver(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             content, parent, metadata, buffers = delivery.payload
-            send(self.session, self.engines[delivery.engine_id].shell, delivery.header["msg_type"],
-                 content, parent=parent, header=delivery.header, metadata=metadata, buffers=buffers)
+            engine = self.engines[delivery.engine_id]
+            msg_type = delivery.header["msg_type"]
+            socket = engine.control if msg_type in CONTROL_REQUESTS else engine.shell
+            send(self.session, socket, msg_type, content, parent=parent, header=delivery.header,
+                 metadata=metadata, buffers=buffers)
 
     def _reply(self, client: bytes, msg_type: str, parent: dict, content: dict) -> None:
         send(self.session, self.requests, msg_type, content, parent=parent, ident=client)
@@ -212,9 +217,9 @@ class Hub:
         send(self.session, self.publisher, ENGINE_STATUS, content, ident=HUB_TOPIC)
 
     # -- engines ------------------------------------------------------------
-    async def _serve_engine_replies(self, engine: Engine) -> None:
+    async def _serve_engine_replies(self, engine: Engine, socket: zmq.asyncio.Socket) -> None:
         while True:
-            frames = await engine.shell.recv_multipart(copy=False)
+            frames = await socket.recv_multipart(copy=False)
             _, parts = self.session.feed_identities(frames, copy=False)
             try:
                 msg = self.session.deserialize(parts, content=False, copy=False)
