@@ -7,12 +7,12 @@ recently created Client, blocking.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import display
+from .client.progress import Progress, noninteractive
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -153,11 +153,13 @@ class ParallelMagics:
     def wait_and_show(result: AsyncResult, group: str = "order") -> None:
         """Show the engines' output as it comes (or grouped at the end), then raise their errors."""
         try:
-            if group == "order" and not noninteractive():
-                for output in result.iter_outputs():
-                    display.show(output)
-            else:
-                result.wait_for_output()
+            with Progress(len(result.msg_ids), "%px") as bar:
+                for output in result.iter_outputs(heartbeat=0.2):
+                    bar.update(result.progress)
+                    if output is not None and group == "order" and not noninteractive():
+                        display.show(output)
+                bar.update(result.progress)
+            if group != "order" or noninteractive():
                 display.show_all(result.outputs, group)
             result.get()
         except KeyboardInterrupt:
@@ -197,11 +199,6 @@ class ParallelMagics:
             self.wait_and_show(result, "engine")
             return None
         return result.get()
-
-
-def noninteractive() -> bool:
-    """``PXMAGIC_NONINTERACTIVE=1`` turns streaming and progress display off (batch runs)."""
-    return os.environ.get("PXMAGIC_NONINTERACTIVE", "") not in ("", "0")
 
 
 def activate(view: DirectView, suffix: str = "") -> ParallelMagics:

@@ -189,3 +189,23 @@ def test_ctrl_c_interrupts_the_engines(dv, shell):
     assert time.monotonic() - start < 5
     assert dv.apply_sync(lambda: "free again") == ["free again"] * N_ENGINES
     assert time.monotonic() - start < 8, "the engines were interrupted, not left sleeping"
+
+
+def test_long_waits_show_a_progress_bar(dv, shell):
+    with capture_output() as captured:
+        shell.run_line_magic("px", "import time; time.sleep(1.6)")
+    assert "%px" in captured.stderr and f"/{N_ENGINES}" in captured.stderr
+    with capture_output() as quick:
+        shell.run_line_magic("px", "quick = 1")
+    assert quick.stderr == "", "no bar for a wait shorter than a second"
+    with capture_output() as mapped:
+        dv.map_sync(lambda x: __import__("time").sleep(0.4) or x, range(4 * N_ENGINES))
+    assert "<lambda>" in mapped.stderr
+
+
+def test_noninteractive_turns_bars_and_streaming_off(dv, shell, monkeypatch):
+    monkeypatch.setenv("PXMAGIC_NONINTERACTIVE", "1")
+    with capture_output() as captured:
+        shell.run_line_magic("px", "import time; time.sleep(1.3); print('done')")
+    assert captured.stderr == ""
+    assert captured.stdout.count("] done") == N_ENGINES

@@ -162,26 +162,33 @@ class AsyncResult(futures.Future):
         with self._changed:
             return self._changed.wait_for(lambda: self._output_slots_open <= 0, timeout)
 
-    def iter_outputs(self, timeout: float | None = None) -> Iterator[Output]:
+    def iter_outputs(self, timeout: float | None = None, heartbeat: float | None = None) -> Iterator[Output | None]:
         """Outputs as they arrive, until all engines are done with this request.
 
-        Raises TimeoutError if ``timeout`` seconds pass without completion.
+        With ``heartbeat``, None is yielded whenever that many seconds pass
+        without output, so a caller can update a progress display.  Raises
+        TimeoutError if ``timeout`` seconds pass without completion.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         shown = 0
         while True:
             with self._changed:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                wait = heartbeat
+                if deadline is not None:
+                    remaining = max(0.0, deadline - time.monotonic())
+                    wait = remaining if wait is None else min(wait, remaining)
                 self._changed.wait_for(
-                    lambda n=shown: len(self.outputs) > n or self._output_slots_open <= 0, remaining)
+                    lambda n=shown: len(self.outputs) > n or self._output_slots_open <= 0, wait)
                 fresh = self.outputs[shown:]
                 finished = self._output_slots_open <= 0
             yield from fresh
             shown += len(fresh)
             if finished and not fresh:
                 return
-            if not fresh and deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("Output not complete.")
+            if not fresh:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("Output not complete.")
+                yield None
 
     # -- the familiar surface --------------------------------------------
     def get(self, timeout: float | None = None) -> Any:
@@ -197,6 +204,24 @@ class AsyncResult(futures.Future):
             if isinstance(error, TimeoutError) or self.done():
                 raise
             raise TimeoutError("Result not ready.") from None
+
+    @property
+    def progress(self) -> int:
+        """How many of this result's tasks have finished."""
+        return len(self._arrivals)
+
+    def wait_interactive(self, timeout: float | None = None, interval: float = 0.2) -> bool:
+        """Wait like :meth:`wait`, showing a progress bar once the wait passes a second."""
+        from .progress import Progress
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with Progress(len(self.msg_ids), self.method) as bar:
+            while not self.done():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                futures.wait([self], timeout=interval)
+                bar.update(self.progress)
+        return self.done()
 
     def interrupt(self) -> None:
         """Interrupt (as a kernel interrupt) the engines still working on this request."""

@@ -20,6 +20,7 @@ from ..engine import ops
 from ..protocol import APPLY_REQUEST, EXECUTE_REQUEST
 from . import partition
 from .asyncresult import AsyncResult
+from .progress import interactive
 from .imports import SyncImports
 from .remotefunction import ParallelFunction, RemoteFunction
 
@@ -73,7 +74,11 @@ class View:
         result = self.client.submit(requests, single, method, join,
                                     self.track if track is None else track, result_class)
         self.history.append(result)
-        return result.get() if self._blocking(block) else result
+        if not self._blocking(block):
+            return result
+        if len(result.msg_ids) > 1 and interactive():
+            result.wait_interactive()
+        return result.get()
 
     # -- calling functions ----------------------------------------------
     def _apply(self, func: Callable, args: tuple = (), kwargs: dict | None = None,
