@@ -133,3 +133,20 @@ def test_cluster_start_and_connect_sync_then_stop():
 def test_cluster_rejects_zero_engines():
     with pytest.raises(ValueError, match="at least one engine"):
         Cluster(n=0)
+
+
+@pytest.mark.parametrize("how", ["exits", "is killed"])
+def test_a_cluster_lives_no_longer_than_its_process(tmp_path, how):
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import json, os, sys, pxmagic\n"
+        "cluster = pxmagic.Cluster(n=1, profile='owned')\n"
+        "rc = cluster.start_and_connect_sync()\n"
+        "print(json.loads(rc.connection_file.read_text())['hub_pid'], flush=True)\n"
+        "if sys.argv[1] == 'is killed':\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    owner = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=120)
+    assert owner.stdout.strip().isdigit(), owner.stderr
+    assert_gone([int(owner.stdout)], timeout=20)
+    assert security_files("owned") == [], "the hub removed its connection files"

@@ -1,13 +1,17 @@
 """Progress bars for long blocking waits, shown only in interactive IPython sessions.
 
-A bar appears once a wait has lasted a second (tqdm's ``delay``): a text bar
-in a terminal, tqdm's widget in a notebook.  ``PXMAGIC_NONINTERACTIVE=1``
-turns bars, and the streaming of %px output, off for batch runs.
+A bar appears once a wait has lasted a second.  In a terminal it is tqdm's
+text bar.  In a kernel it is an HTML ``<progress>`` display updated in place
+and blanked when the wait ends: unlike a widget, whose saved form is its
+first state, it leaves nothing stale in a notebook executed headless.
+``PXMAGIC_NONINTERACTIVE=1`` turns bars, and the streaming of %px output,
+off for batch runs.
 """
 from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 #: seconds a wait lasts before its bar appears
@@ -18,33 +22,61 @@ def noninteractive() -> bool:
     return os.environ.get("PXMAGIC_NONINTERACTIVE", "") not in ("", "0")
 
 
-def interactive() -> bool:
-    """True inside an IPython session (terminal or kernel) unless turned off."""
+def _shell() -> Any:
     if noninteractive() or "IPython" not in sys.modules:
-        return False
+        return None
     from IPython import get_ipython
 
-    return get_ipython() is not None
+    return get_ipython()
+
+
+def interactive() -> bool:
+    """True inside an IPython session (terminal or kernel) unless turned off."""
+    return _shell() is not None
 
 
 class Progress:
     """A bar of finished tasks out of ``total``; does nothing outside interactive sessions."""
 
     def __init__(self, total: int, description: str):
+        self.total = total
+        self.description = description
+        self._started = time.monotonic()
         self._bar: Any = None
-        if interactive() and total > 0:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, desc=description, unit="tasks", delay=DELAY, leave=False)
+        self._display: Any = None
+        shell = _shell()
+        self._enabled = shell is not None and total > 0
+        self._in_kernel = shell is not None and hasattr(shell, "kernel")
 
     def update(self, finished: int) -> None:
-        """Record progress; also what makes the bar appear once the delay has passed."""
-        if self._bar is not None:
+        """Record progress; the bar appears at the first update after the delay."""
+        if not self._enabled or time.monotonic() - self._started < DELAY:
+            return
+        if self._in_kernel:
+            self._update_html(finished)
+        else:
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=self.total, desc=self.description, unit="tasks", leave=False)
             self._bar.update(finished - self._bar.n)
+
+    def _update_html(self, finished: int) -> None:
+        from IPython.display import display
+
+        text = f"{self.description}: {finished}/{self.total} tasks"
+        html = f'<progress value="{finished}" max="{self.total}"></progress> {text}'
+        data = {"text/plain": text, "text/html": html}
+        if self._display is None:
+            self._display = display(data, raw=True, display_id=True)
+        else:
+            self._display.update(data, raw=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+        if self._display is not None:
+            self._display.update({"text/plain": ""}, raw=True)
 
     def __enter__(self) -> Progress:
         return self

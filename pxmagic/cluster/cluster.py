@@ -1,6 +1,7 @@
 """Cluster: start and stop a hub with its engines from Python."""
 from __future__ import annotations
 
+import atexit
 import secrets
 import subprocess
 from typing import Any
@@ -14,6 +15,8 @@ class Cluster:
     ``with Cluster(n=4) as rc:`` starts it, hands over a connected Client and
     stops everything on exit.  Each Cluster gets its own ``cluster_id``, so it
     never disturbs a cluster started by ``pxcluster`` on the same profile.
+    With ``shutdown_atexit`` (the default) the cluster lives no longer than
+    the Python process that started it, even if that process is killed.
     """
 
     def __init__(
@@ -24,6 +27,7 @@ class Cluster:
         ip: str = "127.0.0.1",
         kernel_name: str | None = None,
         timeout: float = 90.0,
+        shutdown_atexit: bool = True,
     ):
         if n < 1:
             raise ValueError(f"a cluster needs at least one engine, not n={n}")
@@ -33,6 +37,7 @@ class Cluster:
         self.ip = ip
         self.kernel_name = kernel_name
         self.timeout = timeout
+        self.shutdown_atexit = shutdown_atexit
         self._hub: subprocess.Popen | None = None
         self._clients: list[Any] = []
 
@@ -48,7 +53,10 @@ class Cluster:
         """Start the hub and engines; returns once every engine is ready."""
         if self.running:
             return
-        self._hub = start_hub(self.n, self.profile, self.cluster_id, self.ip, self.kernel_name, self.timeout)
+        self._hub = start_hub(self.n, self.profile, self.cluster_id, self.ip, self.kernel_name, self.timeout,
+                              tied_to_caller=self.shutdown_atexit)
+        if self.shutdown_atexit:
+            atexit.register(self.stop)
 
     def connect_client(self, **kwargs: Any) -> Any:
         """A Client connected to this cluster."""
@@ -72,6 +80,7 @@ class Cluster:
             stop_hub(self.profile, self.cluster_id)
             self._hub.wait()
             self._hub = None
+        atexit.unregister(self.stop)
 
     stop_cluster_sync = stop
 

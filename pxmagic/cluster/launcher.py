@@ -42,8 +42,13 @@ def start_hub(
     ip: str = "127.0.0.1",
     kernel_name: str | None = None,
     timeout: float = 90.0,
+    tied_to_caller: bool = False,
 ) -> subprocess.Popen:
-    """Start a hub and ``n`` engines in the background; return once all are ready."""
+    """Start a hub and ``n`` engines in the background; return once all are ready.
+
+    ``tied_to_caller`` makes the hub stop when the calling process exits,
+    however it exits.
+    """
     path = connection.client_file(profile, cluster_id)
     info = _read_info(path)
     if info and connection.pid_alive(int(info.get("hub_pid", -1))):
@@ -58,6 +63,8 @@ def start_hub(
                "--cluster-id", cluster_id, "--ip", ip, "--start-timeout", str(timeout)]
     if kernel_name:
         command += ["--kernel-name", kernel_name]
+    if tied_to_caller:
+        command += ["--parent-pid", str(os.getpid())]
     with open(log_path, "ab") as log:
         hub = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)

@@ -18,12 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ip", default="127.0.0.1", help="interface the hub binds (default: 127.0.0.1)")
     parser.add_argument("--kernel-name", default=KERNEL_NAME, help="kernelspec that starts engines")
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds for engines to start")
+    parser.add_argument("--parent-pid", type=int, default=None,
+                        help="stop when this process (the one that started the hub) exits")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.engines < 1:
         parser.error("--engines must be at least 1")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    hub = Hub(args.engines, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout)
+    hub = Hub(args.engines, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
+              args.parent_pid)
     try:
         asyncio.run(hub.run())
     except EngineStartError as error:

@@ -55,6 +55,7 @@ class Hub:
         ip: str = "127.0.0.1",
         kernel_name: str = KERNEL_NAME,
         start_timeout: float = 60.0,
+        parent_pid: int | None = None,
     ):
         self.n = n
         self.profile = profile
@@ -62,6 +63,7 @@ class Hub:
         self.ip = ip
         self.kernel_name = kernel_name
         self.start_timeout = start_timeout
+        self.parent_pid = parent_pid
         self.sign_buffers = ip not in ("127.0.0.1", "localhost", "::1")
         self.session = Session(
             key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256", username="pxmagic-hub"
@@ -101,6 +103,8 @@ class Hub:
             })
             log.info("%d engines ready; connection file %s", self.n, self.client_file)
             self._tasks.append(asyncio.create_task(self._serve_clients()))
+            if self.parent_pid is not None:
+                self._tasks.append(asyncio.create_task(self._watch_parent()))
             await self._stopping.wait()
         finally:
             await self._shutdown()
@@ -237,6 +241,13 @@ class Hub:
             frames = await engine.iopub.recv_multipart(copy=False)
             topic = iopub_topic(engine.id, frames[0].bytes)
             await self.publisher.send_multipart([topic, *frames[1:]], copy=False)
+
+    async def _watch_parent(self) -> None:
+        """Stop when the process that started this cluster is gone (a kernel that died, say)."""
+        while os.getppid() == self.parent_pid:
+            await asyncio.sleep(LIVENESS_PERIOD)
+        log.info("the process that started this cluster (pid %d) exited; stopping", self.parent_pid)
+        self._stopping.set()
 
     async def _watch_engine(self, engine: Engine) -> None:
         while await engine.is_alive():
