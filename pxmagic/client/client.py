@@ -18,7 +18,7 @@ from typing import Any
 
 from jupyter_client.session import Session
 
-from .. import connection, serialize
+from .. import connection, serialize, wire
 from ..error import TimeoutError
 from ..protocol import (
     ENGINE_STATUS,
@@ -221,11 +221,14 @@ class Client:
     # -- receiving (I/O thread) ----------------------------------------------
     def _verified(self, parts: list) -> dict | None:
         try:
-            return self.session.deserialize(parts, content=True, copy=False)
-        except Exception as error:
-            self.rejected_messages += 1
-            log.warning("dropped a message from the hub: %s", error)
-            return None
+            if wire.verify(self.session, parts):
+                return wire.message(parts)
+            error: Exception | str = "bad signature"
+        except Exception as exc:
+            error = exc
+        self.rejected_messages += 1
+        log.warning("dropped a message from the hub: %s", error)
+        return None
 
     def _on_reply(self, frames: list) -> None:
         _, parts = self.session.feed_identities(frames, copy=False)

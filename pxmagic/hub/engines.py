@@ -15,12 +15,13 @@ from pathlib import Path
 
 import zmq
 import zmq.asyncio
+from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
+from .. import wire
 from ..protocol import ENGINE_ID_ENV, SIGN_BUFFERS_ENV
-from .wire import send
 
 KERNEL_NAME = "pxmagic-engine"
 
@@ -35,11 +36,16 @@ class Engine:
     def __init__(self, engine_id: int, manager: AsyncKernelManager):
         self.id = engine_id
         self.manager = manager
-        # the kernel client owns the context of these sockets: keep it alive
-        self.kernel_client = manager.client()
+        # plain (not asyncio) sockets: the hub reads them from one loop callback, see Hub._pump
+        self.kernel_client = BlockingKernelClient(
+            **manager.get_connection_info(session=True), parent=manager, context=zmq.Context.instance()
+        )
         self.shell = self.kernel_client.connect_shell(identity=f"hub-{engine_id}".encode())
         self.iopub = self.kernel_client.connect_iopub()
         self.control = self.kernel_client.connect_control()
+        for socket in (self.shell, self.control):
+            socket.sndhwm = 0  # the hub's sends never block: queued requests wait in ZMQ
+        self.iopub.rcvhwm = 0
 
     @property
     def connection_file(self) -> str:
@@ -99,9 +105,9 @@ class Engine:
                 raise EngineStartError(f"engine {self.id} did not answer within {timeout:.0f} s")
             if not await self.manager.is_alive():
                 raise EngineStartError(f"engine {self.id} exited while starting")
-            send(session, self.shell, "kernel_info_request", {})
+            wire.send(session, self.shell, "kernel_info_request", {})
             for socket, _ in await poller.poll(200):
-                await socket.recv_multipart()
+                socket.recv_multipart()
                 shell_ok |= socket is self.shell
                 iopub_ok |= socket is self.iopub
 
