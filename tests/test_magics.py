@@ -209,3 +209,28 @@ def test_noninteractive_turns_bars_and_streaming_off(dv, shell, monkeypatch):
         shell.run_line_magic("px", "import time; time.sleep(1.3); print('done')")
     assert captured.stderr == ""
     assert captured.stdout.count("] done") == N_ENGINES
+
+
+def test_result_by_index_and_msg_id(dv, shell):
+    first = dv.apply_async(lambda: "first")
+    second = dv.apply_async(lambda: "second")
+    second.get(30)
+    assert shell.run_line_magic("result", "") == ["second"] * N_ENGINES
+    assert shell.run_line_magic("pxresult", "-2") == ["first"] * N_ENGINES
+    assert shell.run_line_magic("result", first.msg_ids[0]) == ["first"] * N_ENGINES
+    shell.run_line_magic("px", "print('kept')")
+    with capture_output() as captured:
+        shell.run_line_magic("result", "")
+    assert captured.stdout.count("] kept") == N_ENGINES
+
+
+def test_another_extensions_px_is_not_replaced_silently(rc, shell):
+    def foreign_px(line):
+        return "foreign"
+
+    foreign_px.__module__ = "some_other_extension"
+    shell.register_magic_function(foreign_px, "line", "px9")
+    with pytest.warns(UserWarning, match="replaces the %px9 magic of some_other_extension"):
+        rc[:].activate(suffix="9")
+    ar = shell.run_line_magic("px9", "x9 = 1")
+    assert isinstance(ar, AsyncResult) and ar.get(30) == [None] * N_ENGINES, "a non-blocking view's %px"
