@@ -1,4 +1,4 @@
-"""Core speed of pxmagic: apply_sync latency and push/pull throughput.
+"""Core speed of pxmagic: apply latency, push/pull throughput, map and scatter/gather.
 
 Starts a local cluster of two engines, measures
 
@@ -6,6 +6,9 @@ Starts a local cluster of two engines, measures
   (median, p10, p90 over 300 calls after a warm-up),
 * ``push`` and ``pull`` of a 128 MB float64 array to one engine (GB/s,
   median of 5),
+* ``map_sync(lambda x: x * x, range(10_000))`` on the DirectView and on the
+  load-balanced view, and ``scatter`` + ``gather`` of
+  ``np.arange(10_000_000)`` over all engines (seconds, median of 3),
 
 prints them, and stops the cluster.  Given ``--ipyparallel-python PATH``,
 an interpreter with ipyparallel installed, it runs the same measurements
@@ -41,6 +44,9 @@ LATENCY_WARMUP = 30
 LATENCY_CALLS = 300
 TRANSFER_REPS = 5
 TRANSFER_BYTES = 128 * 2**20
+MAP_ITEMS = 10_000
+SCATTER_ITEMS = 10_000_000
+BULK_REPS = 3
 
 #: metric name -> unit; "ms" is better lower, "GB/s" better higher
 METRICS = {
@@ -48,6 +54,9 @@ METRICS = {
     "apply_sync all engines": "ms",
     "push 128 MB one engine": "GB/s",
     "pull 128 MB one engine": "GB/s",
+    "map_sync 10k, direct": "s",
+    "map_sync 10k, load-balanced": "s",
+    "scatter+gather 1e7": "s",
 }
 
 Results = dict[str, dict[str, float]]
@@ -92,6 +101,19 @@ def measure(rc: Any) -> Results:
     }.items():
         seconds = time_calls(call, 1, TRANSFER_REPS)
         results[name] = summarize([array.nbytes / s / 1e9 for s in seconds])
+    one.execute("x = None", block=True)
+    balanced, numbers = rc.load_balanced_view(), np.arange(SCATTER_ITEMS)
+
+    def scatter_gather() -> None:
+        everyone.scatter("x", numbers, block=True)
+        everyone.gather("x", block=True)
+
+    for name, call in {
+        "map_sync 10k, direct": lambda: everyone.map_sync(lambda x: x * x, range(MAP_ITEMS)),
+        "map_sync 10k, load-balanced": lambda: balanced.map_sync(lambda x: x * x, range(MAP_ITEMS)),
+        "scatter+gather 1e7": scatter_gather,
+    }.items():
+        results[name] = summarize(time_calls(call, 0, BULK_REPS))
     return results
 
 
@@ -131,13 +153,13 @@ def print_results(impl: str, results: Results) -> None:
     print(f"\n{impl}")
     for name, unit in METRICS.items():
         r = results[name]
-        print(f"  {name:<24} {r['median']:8.3f} {unit:<5} (p10 {r['p10']:.3f}, p90 {r['p90']:.3f})")
+        print(f"  {name:<28} {r['median']:8.3f} {unit:<5} (p10 {r['p10']:.3f}, p90 {r['p90']:.3f})")
 
 
 def print_ratios(ours: Results, theirs: Results) -> None:
-    print("\npxmagic / ipyparallel (medians; ms: lower is better, GB/s: higher is better)")
+    print("\npxmagic / ipyparallel (medians; ms and s: lower is better, GB/s: higher is better)")
     for name, unit in METRICS.items():
-        print(f"  {name:<24} {ours[name]['median'] / theirs[name]['median']:6.2f}x  ({unit})")
+        print(f"  {name:<28} {ours[name]['median'] / theirs[name]['median']:6.2f}x  ({unit})")
 
 
 def main(argv: list[str] | None = None) -> None:
