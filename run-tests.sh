@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: installs everything the tests need, then runs them.
+#   - Debian's chromium for the JupyterLab browser test (apt-get, as root),
+#   - pxmagic with its test extras into ./.venv,
+#   - pytest; a run that collects no tests fails.
+set -uo pipefail
+cd "$(dirname "$0")"
+
+if [ ! -x /usr/bin/chromium ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || exit 1
+fi
+python3 -m venv .venv && .venv/bin/pip install -q '.[test]' || exit 1
+.venv/bin/python -m pytest "$@"
+status=$?
+if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests: treating that as a failure" >&2
+    exit 1
+fi
+exit "$status"
