@@ -86,3 +86,13 @@ def test_stop_button_interrupts_the_engines(kernel, manager):
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
     out = streamed_text(run(kernel, "print(dv.apply_sync(lambda: 'free'))", timeout=10))
     assert out == f"{['free'] * N_ENGINES}\n"
+
+
+def test_a_long_px_shows_a_progress_display_that_is_blanked_at_the_end(kernel):
+    messages = run(kernel, "%px import time; time.sleep(1.6)")
+    shown = [m for _, m in messages if m["msg_type"] == "display_data" and "text/html" in m["content"]["data"]]
+    assert shown and "<progress" in shown[0]["content"]["data"]["text/html"]
+    display_id = shown[0]["content"]["transient"]["display_id"]
+    updates = [m for _, m in messages if m["msg_type"] == "update_display_data"
+               and m["content"]["transient"]["display_id"] == display_id]
+    assert updates and updates[-1]["content"]["data"] == {"text/plain": ""}

@@ -65,6 +65,9 @@ def test_px_runs_code_and_prints_engine_tagged_output(dv, shell):
     _, out = px(shell, "print('hi', a)")
     for engine_id in range(N_ENGINES):
         assert f"[stdout:{engine_id}] hi 5\n" in out
+    with capture_output() as captured:
+        shell.run_line_magic("px", "import sys; print('oops', file=sys.stderr)")
+    assert "[stderr:2] oops" in captured.stderr
     _, out = px(shell, "6 * 7")
     for engine_id in range(N_ENGINES):
         assert f"Out[{engine_id}:" in out and "]: 42" in out
