@@ -38,6 +38,9 @@ SIGN_BUFFERS_ENV = "PXMAGIC_SIGN_BUFFERS"
 #: iopub topic of the hub's own announcements (engines coming and going)
 HUB_TOPIC = b"hub.engines"
 ENGINE_STATUS = "engine_status"
+#: the hub says it is alive this often on iopub, so clients can tell when it is gone
+HUB_HEARTBEAT_TOPIC = b"hub.heartbeat"
+HUB_HEARTBEAT_PERIOD = 1.0
 
 
 class ProtocolError(ValueError):

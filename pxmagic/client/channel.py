@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import zmq
@@ -18,6 +19,8 @@ from ..protocol import hub_url
 log = logging.getLogger("pxmagic.client")
 
 _STOP = b"stop"
+#: how often the I/O thread checks how long the hub has been silent
+SILENCE_CHECK_MS = 500
 
 
 class HubChannel:
@@ -28,10 +31,14 @@ class HubChannel:
         info: dict,
         on_reply: Callable[[list], None],
         on_output: Callable[[list], None],
+        on_silence: Callable[[float], None],
     ):
         self.context = zmq.Context()
         self._on_reply = on_reply
         self._on_output = on_output
+        self._on_silence = on_silence
+        #: when the hub was last heard from (any message, heartbeats included)
+        self.last_heard = time.monotonic()
         self._requests = self.context.socket(zmq.DEALER)
         self._requests.linger = 1000
         self._requests.connect(hub_url(info, "request_port"))
@@ -71,8 +78,14 @@ class HubChannel:
         for socket in (self._inbox, self._requests, self._output):
             poller.register(socket, zmq.POLLIN)
         while True:
-            for socket, _ in poller.poll():
+            events = poller.poll(SILENCE_CHECK_MS)
+            silence = time.monotonic() - self.last_heard
+            if silence > SILENCE_CHECK_MS / 1000:
+                self._on_silence(silence)
+            for socket, _ in events:
                 frames = socket.recv_multipart(copy=False)
+                if socket is not self._inbox:
+                    self.last_heard = time.monotonic()
                 if socket is self._inbox:
                     if len(frames) == 1 and frames[0].bytes == _STOP:
                         for own in (self._inbox, self._requests, self._output):

@@ -19,7 +19,7 @@ from typing import Any
 from jupyter_client.session import Session
 
 from .. import connection, serialize, wire
-from ..error import TimeoutError
+from ..error import EngineError, TimeoutError
 from ..protocol import (
     ENGINE_STATUS,
     HUB_INFO_REQUEST,
@@ -60,6 +60,7 @@ class Client:
         profile: str | None = None,
         cluster_id: str = "",
         timeout: float = 10.0,
+        hub_timeout: float = 5.0,
     ):
         path = Path(url_file) if url_file else connection.client_file(profile or "default", cluster_id)
         self.connection_file = path
@@ -78,7 +79,8 @@ class Client:
         self.results: OrderedDict[str, AsyncResult] = OrderedDict()
         self._hub_requests: dict[str, futures.Future] = {}
         self.rejected_messages = 0
-        self._channel = HubChannel(info, self._on_reply, self._on_output)
+        self.hub_timeout = hub_timeout
+        self._channel = HubChannel(info, self._on_reply, self._on_output, self._on_hub_silence)
         try:
             self._refresh_engines(timeout)
         except Exception:
@@ -254,6 +256,8 @@ class Client:
         result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.sign_buffers))
 
     def _on_output(self, frames: list) -> None:
+        if len(frames) == 1:  # the hub's heartbeat: hearing it was the point
+            return
         idents, parts = self.session.feed_identities(frames, copy=False)
         msg = self._verified(parts)
         if msg is None:
@@ -273,6 +277,22 @@ class Client:
                 result._output_finished()
         elif msg_type in SHOWN_OUTPUTS:
             result._add_output(Output(topic_engine(idents[0]), msg_type, content, msg["metadata"]))
+
+    def _on_hub_silence(self, seconds: float) -> None:
+        """Fail everything outstanding once the hub has been silent for ``hub_timeout``."""
+        if seconds < self.hub_timeout or not self._pending:
+            return
+        reason = (f"the hub ({self.connection_file}) is unreachable: nothing from it for {seconds:.0f} s")
+        for msg_id in list(self._pending):
+            entry = self._pending.pop(msg_id, None)
+            if entry is None:
+                continue
+            result, index = entry
+            if self._outputs.pop(msg_id, None):
+                result._output_finished()
+            engine_id = result.engine_ids[index]
+            error = EngineError("EngineError", f"{reason}; request {msg_id} did not complete", "", engine_id)
+            result._deliver(index, engine_id, None, error)
 
     def _on_engine_status(self, content: dict) -> None:
         engine_id = int(content["engine_id"])

@@ -29,6 +29,8 @@ from ..protocol import (
     HUB_INFO_REQUEST,
     HUB_SHUTDOWN_REPLY,
     HUB_SHUTDOWN_REQUEST,
+    HUB_HEARTBEAT_PERIOD,
+    HUB_HEARTBEAT_TOPIC,
     HUB_TOPIC,
     ProtocolError,
     error_content,
@@ -108,6 +110,7 @@ class Hub:
             })
             log.info("%d engines ready; connection file %s", self.n, self.client_file)
             self._serve(self.requests, self._handle_client_message)
+            self._tasks.append(asyncio.create_task(self._beat()))
             if self.parent_pid is not None:
                 self._tasks.append(asyncio.create_task(self._watch_parent()))
             await self._stopping.wait()
@@ -260,6 +263,12 @@ class Hub:
     def _relay_output(self, engine: Engine, frames: list) -> None:
         topic = iopub_topic(engine.id, frames[0].bytes)
         self.publisher.send_multipart([topic, *frames[1:]], copy=False)
+
+    async def _beat(self) -> None:
+        """Tell clients the hub is alive, so they can fail their work when it is not."""
+        while True:
+            self.publisher.send(HUB_HEARTBEAT_TOPIC)
+            await asyncio.sleep(HUB_HEARTBEAT_PERIOD)
 
     async def _watch_parent(self) -> None:
         """Stop when the process that started this cluster is gone (a kernel that died, say)."""
