@@ -28,7 +28,10 @@ HUB_INFO_REPLY = "hub_info_reply"
 HUB_SHUTDOWN_REQUEST = "hub_shutdown_request"
 HUB_SHUTDOWN_REPLY = "hub_shutdown_reply"
 #: requests the hub answers itself
-HUB_REQUESTS = {HUB_INFO_REQUEST: HUB_INFO_REPLY, HUB_SHUTDOWN_REQUEST: HUB_SHUTDOWN_REPLY}
+HUB_ABORT_REQUEST = "hub_abort_request"
+HUB_ABORT_REPLY = "hub_abort_reply"
+#: what the hub sends an engine's control channel to drop requests it has not started
+ENGINE_ABORT_REQUEST = "abort_request"
 
 #: environment variables through which the hub tells an engine its id and
 #: whether request buffers must carry signed digests
@@ -81,6 +84,14 @@ def request_routing(metadata: dict) -> tuple[list[int] | None, bool]:
     if len(set(targets)) != len(targets):
         raise ProtocolError(f"engine targets repeat an engine: {targets!r}")
     return targets, balanced
+
+
+def abort_msg_ids(content: dict) -> list[str]:
+    """The msg_ids a client asks to abort; raises ProtocolError if they are malformed."""
+    msg_ids = content.get("msg_ids")
+    if not isinstance(msg_ids, list) or not all(isinstance(m, str) for m in msg_ids):
+        raise ProtocolError(f"an abort request needs a list of msg_ids, not {msg_ids!r}")
+    return msg_ids
 
 
 def per_engine_header(header: dict, engine_id: int) -> dict:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 
 import psutil
 import pytest
 
-from pxmagic import Cluster, CompositeError, EngineError
+from pxmagic import Cluster, CompositeError, EngineError, RemoteError
 
 
 @pytest.fixture
@@ -66,3 +67,60 @@ def test_a_dead_hub_fails_outstanding_work_instead_of_hanging(cluster):
     assert time.monotonic() - start < rc.hub_timeout + 3
     _, orphans = psutil.wait_procs(engines, timeout=10)
     assert orphans == [], "engines exit when their hub is gone"
+
+
+def sleeper(seconds: float):
+    def sleep():
+        import time
+
+        time.sleep(seconds)
+        return seconds
+
+    return sleep
+
+
+def test_abort_drops_queued_work_that_has_not_started(cluster):
+    rc = cluster.connect_client()
+    lview = rc.load_balanced_view()
+    running = [lview.apply_async(sleeper(1.5)) for _ in rc.ids]
+    queued = [lview.apply_async(sleeper(0)) for _ in range(4)]
+    time.sleep(0.3)
+    for ar in queued:
+        ar.abort()
+    for ar in queued:
+        with pytest.raises(RemoteError, match="AbortedTask"):
+            ar.get(5)
+    assert [ar.get(30) for ar in running] == [1.5] * len(rc.ids)
+
+    first = rc[0].apply_async(sleeper(1.0))
+    waiting = rc[0].apply_async(sleeper(0))
+    time.sleep(0.2)
+    waiting.abort()
+    with pytest.raises(RemoteError, match="AbortedTask"):
+        waiting.get(30)
+    assert first.get(30) == 1.0 and rc[0].apply_sync(lambda: "ok") == "ok"
+
+
+def test_interrupt_stops_running_work(cluster):
+    rc = cluster.connect_client()
+    view = rc[:]
+    ar = view.apply_async(sleeper(30))
+    time.sleep(0.5)
+    start = time.monotonic()
+    view.interrupt()
+    with pytest.raises(CompositeError) as info:
+        ar.get(10)
+    assert time.monotonic() - start < 2
+    assert {err.ename for _, err in info.value.elist} == {"KeyboardInterrupt"}
+    assert view.apply_sync(lambda: "usable") == ["usable"] * len(rc.ids)
+
+
+def test_ctrl_c_in_a_blocking_call_interrupts_the_engines(cluster):
+    rc = cluster.connect_client()
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        rc[:].apply_sync(sleeper(30))
+    assert rc[:].apply_sync(lambda: "usable") == ["usable"] * len(rc.ids)
+    assert time.monotonic() - start < 2.5, "the engines stopped sleeping"

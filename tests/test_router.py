@@ -105,3 +105,14 @@ def test_malformed_targets_are_rejected(metadata):
 def test_balanced_requests_may_leave_targets_open():
     assert request_routing({"targets": None, "balanced": True}) == (None, True)
     assert request_routing({"targets": [1, 2]}) == ([1, 2], False)
+
+
+def test_abort_drops_queued_tasks_and_names_engines_of_the_rest():
+    router = router_with(0, 1)
+    router.route_request(b"c", header(msg_id="d"), [0, 1], None)
+    router.route_task(b"c", header(msg_id="q1"), None, None)
+    router.route_task(b"e", header(msg_id="q2"), None, None)
+    aborted, by_engine = router.abort(["q2", "d/1", "unknown"])
+    assert [(f.client, f.parent["msg_id"], f.content) for f in aborted] == [(b"e", "q2", {"status": "aborted"})]
+    assert by_engine == {1: ["d/1"]}
+    assert [t.header["msg_id"] for t in router.queue] == ["q1"]

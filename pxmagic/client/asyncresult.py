@@ -83,8 +83,9 @@ class AsyncResult(futures.Future):
         self._arrivals: list[int] = []
         self._trackers: list = []
         self.outputs: list[Output] = []
-        #: set by the client: interrupts the given engines
+        #: set by the client: interrupt the given engines; abort this result's queued work
         self._interrupt_engines: Callable[[list[int]], Any] | None = None
+        self._abort: Callable[[AsyncResult], Any] | None = None
         self._output_slots_open = len(self.msg_ids)
         self.stdout: dict[int, str] = {}
         self.stderr: dict[int, str] = {}
@@ -222,6 +223,11 @@ class AsyncResult(futures.Future):
                 futures.wait([self], timeout=interval)
                 bar.update(self.progress)
         return self.done()
+
+    def abort(self) -> None:
+        """Drop this request's work that has not started; what runs goes on (see :meth:`interrupt`)."""
+        if self._abort is not None and not self.done():
+            self._abort(self)
 
     def interrupt(self) -> None:
         """Interrupt (as a kernel interrupt) the engines still working on this request."""

@@ -22,6 +22,7 @@ from .. import connection, serialize, wire
 from ..error import EngineError, TimeoutError
 from ..protocol import (
     ENGINE_STATUS,
+    HUB_ABORT_REQUEST,
     HUB_INFO_REQUEST,
     HUB_SHUTDOWN_REQUEST,
     HUB_TOPIC,
@@ -174,6 +175,7 @@ class Client:
             messages.append(self.session.serialize(msg) + list(request.buffers))
         result = result_class(msg_ids, engine_ids, single, method, join)
         result._interrupt_engines = self.interrupt
+        result._abort = self.abort
         for index, msg_id in enumerate(msg_ids):
             self._pending[msg_id] = self._outputs[msg_id] = (result, index)
             self._remember(msg_id, result)
@@ -205,8 +207,8 @@ class Client:
         for msg_id in finished:
             self.results.pop(msg_id, None)
 
-    def _hub_request(self, msg_type: str, timeout: float) -> dict:
-        msg = self.session.msg(msg_type, {})
+    def _hub_request(self, msg_type: str, timeout: float, content: dict | None = None) -> dict:
+        msg = self.session.msg(msg_type, content or {})
         reply: futures.Future = futures.Future()
         self._hub_requests[msg["header"]["msg_id"]] = reply
         self._channel.send(self.session.serialize(msg))
@@ -320,6 +322,19 @@ class Client:
             elif job in self.results:
                 results.add(self.results[job])
         return results
+
+    def abort(self, jobs: Any = None, timeout: float = 10.0) -> None:
+        """Drop requests that have not started yet (default: everything outstanding).
+
+        Their AsyncResults fail with an ``AbortedTask`` RemoteError; requests
+        already running go on (see :meth:`interrupt`).
+        """
+        if jobs is None:
+            msg_ids = list(self._pending)
+        else:
+            msg_ids = [mid for result in self._results_of(jobs) for mid in result.msg_ids if mid in self._pending]
+        if msg_ids:
+            self._hub_request(HUB_ABORT_REQUEST, timeout, {"msg_ids": msg_ids})
 
     def interrupt(self, targets: Targets = None) -> AsyncResult:
         """Interrupt what the engines are running, as a notebook's stop button does."""

@@ -131,6 +131,14 @@ class View:
         """Wait for AsyncResults or msg_ids (default: all of this view's); True if all done."""
         return self.client.wait(list(self.history) if jobs is None else jobs, timeout)
 
+    def abort(self, jobs: Any = None) -> None:
+        """Drop queued work of this view (or of ``jobs``) that has not started."""
+        self.client.abort(list(self.history) if jobs is None else jobs)
+
+    def interrupt(self) -> None:
+        """Interrupt what this view's engines are running (a kernel interrupt)."""
+        self.client.interrupt(self.targets)
+
     def get_result(self, indices_or_msg_ids: int | str = -1) -> AsyncResult:
         """An earlier result of this view by history index (default: the latest) or msg_id."""
         if isinstance(indices_or_msg_ids, str):

@@ -17,7 +17,7 @@ from ipykernel.ipkernel import IPythonKernel
 
 from .. import serialize
 from ..error import RemoteError
-from ..protocol import APPLY_REPLY, ENGINE_ID_ENV, SIGN_BUFFERS_ENV, error_content
+from ..protocol import APPLY_REPLY, ENGINE_ABORT_REQUEST, ENGINE_ID_ENV, SIGN_BUFFERS_ENV, error_content
 
 
 def _error_reply(error: BaseException) -> dict:
@@ -52,9 +52,12 @@ class EngineKernel(IPythonKernel):
 
     implementation = "pxmagic-engine"
     msg_types = [*IPythonKernel.msg_types, "apply_request"]
+    control_msg_types = [*IPythonKernel.control_msg_types, ENGINE_ABORT_REQUEST]
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
+        #: msg_ids to answer "aborted" instead of running, when their turn comes
+        self.aborted: set[str] = set()
         self.engine_id = int(os.environ.get(ENGINE_ID_ENV, "-1"))
         self.sign_buffers = os.environ.get(SIGN_BUFFERS_ENV) == "1"
 
@@ -67,6 +70,19 @@ class EngineKernel(IPythonKernel):
             return
         if expected != serialize.digests(buffers):
             raise PermissionError("request buffers do not match their signed digests")
+
+    def abort_request(self, stream: Any, ident: Any, parent: dict) -> None:
+        """On the control channel, so it overtakes the queued requests it names."""
+        self.aborted.update(parent["content"].get("msg_ids", []))
+        self.session.send(stream, "abort_reply", {"status": "ok"}, parent, ident=ident)
+
+    def should_handle(self, stream: Any, msg: dict, idents: Any) -> bool:
+        msg_id = msg["header"]["msg_id"]
+        if msg_id in self.aborted:
+            self.aborted.discard(msg_id)
+            self._send_abort_reply(stream, msg, idents)
+            return False
+        return True
 
     def apply_request(self, stream: Any, ident: Any, parent: dict) -> None:
         metadata = parent.get("metadata", {})

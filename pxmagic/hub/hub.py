@@ -23,16 +23,20 @@ from jupyter_client.session import Session
 from .. import connection, wire
 from ..protocol import (
     CONTROL_REQUESTS,
+    ENGINE_ABORT_REQUEST,
     ENGINE_REQUESTS,
     ENGINE_STATUS,
     HUB_INFO_REPLY,
     HUB_INFO_REQUEST,
+    HUB_ABORT_REPLY,
+    HUB_ABORT_REQUEST,
     HUB_SHUTDOWN_REPLY,
     HUB_SHUTDOWN_REQUEST,
     HUB_HEARTBEAT_PERIOD,
     HUB_HEARTBEAT_TOPIC,
     HUB_TOPIC,
     ProtocolError,
+    abort_msg_ids,
     error_content,
     iopub_topic,
     request_routing,
@@ -202,6 +206,8 @@ class Hub:
         elif msg_type == HUB_SHUTDOWN_REQUEST:
             self._reply(client, HUB_SHUTDOWN_REPLY, header, {"status": "ok"})
             self._stopping.set()
+        elif msg_type == HUB_ABORT_REQUEST:
+            self._abort(client, header, wire.load(parts[4]))
         else:
             content = error_content("ProtocolError", f"the hub does not handle {msg_type!r} messages")
             self._reply(client, msg_type.replace("_request", "_reply"), header, content)
@@ -221,6 +227,20 @@ class Hub:
             routing = self.router.route_request(client, header, targets, payload)
         self._deliver(routing.deliveries)
         self._send_failures(routing.failures)
+
+    def _abort(self, client: bytes, header: dict, content: dict) -> None:
+        """Drop queued tasks here; ask engines to drop requests they have not started."""
+        try:
+            msg_ids = abort_msg_ids(content)
+        except ProtocolError as error:
+            self._reply(client, HUB_ABORT_REPLY, header, error_content("ProtocolError", str(error)))
+            return
+        aborted, by_engine = self.router.abort(msg_ids)
+        self._send_failures(aborted)
+        for engine_id, engine_msg_ids in by_engine.items():
+            wire.send(self.session, self.engines[engine_id].control, ENGINE_ABORT_REQUEST,
+                      {"msg_ids": engine_msg_ids})
+        self._reply(client, HUB_ABORT_REPLY, header, {"status": "ok"})
 
     def _deliver(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:

@@ -107,6 +107,20 @@ class Router:
         self.load[pending.engine_id] -= 1
         return pending.client, self._dispatch()
 
+    def abort(self, msg_ids: list[str]) -> tuple[list[Failure], dict[int, list[str]]]:
+        """Drop queued tasks among ``msg_ids`` (their clients are told), and say which
+        engines hold the others that are still outstanding, so they can be told too."""
+        wanted = set(msg_ids)
+        aborted = []
+        for task in [t for t in self.queue if t.header["msg_id"] in wanted]:
+            self.queue.remove(task)
+            reply_type = ENGINE_REQUESTS[task.header["msg_type"]]
+            aborted.append(Failure(task.client, reply_type, task.header, {"status": "aborted"}))
+        by_engine: dict[int, list[str]] = {}
+        for msg_id in wanted.intersection(self.pending):
+            by_engine.setdefault(self.pending[msg_id].engine_id, []).append(msg_id)
+        return aborted, by_engine
+
     def remove_engine(self, engine_id: int, reason: str) -> list[Failure]:
         """Forget a dead engine: what it owed fails, and so do tasks no engine is left for."""
         del self.load[engine_id]
