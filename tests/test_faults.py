@@ -124,3 +124,57 @@ def test_ctrl_c_in_a_blocking_call_interrupts_the_engines(cluster):
         rc[:].apply_sync(sleeper(30))
     assert rc[:].apply_sync(lambda: "usable") == ["usable"] * len(rc.ids)
     assert time.monotonic() - start < 2.5, "the engines stopped sleeping"
+
+
+def malformed_messages(key: bytes, count: int, seed: int = 0) -> list[list[bytes]]:
+    """Random frames, bad signatures, truncated JSON, wrong types, unknown types and engines."""
+    import hashlib
+    import hmac
+    import random
+
+    rng = random.Random(seed)
+
+    def signed(header: bytes, parent: bytes = b"{}", metadata: bytes = b"{}", content: bytes = b"{}") -> list[bytes]:
+        mac = hmac.new(key, digestmod=hashlib.sha256)
+        for part in (header, parent, metadata, content):
+            mac.update(part)
+        return [b"<IDS|MSG>", mac.hexdigest().encode(), header, parent, metadata, content]
+
+    def header(msg_type: str) -> bytes:
+        return json.dumps({"msg_id": f"fuzz-{rng.random()}", "msg_type": msg_type, "session": "s",
+                           "username": "u", "date": "", "version": "5.3"}).encode()
+
+    makers = [
+        lambda: [rng.randbytes(rng.randint(0, 64)) for _ in range(rng.randint(1, 8))],
+        lambda: [b"<IDS|MSG>", b"not-a-signature", header("apply_request"), b"{}", b"{}", b"{}"],
+        lambda: signed(b'{"msg_id": "x", "msg_type": "apply_req'),
+        lambda: signed(header("apply_request"), metadata=b'{"targets": "all"}'),
+        lambda: signed(header("apply_request"), metadata=b'{"targets": [99]}') + [b"\x80\x05junk"],
+        lambda: signed(header("execute_request"), metadata=b'{"targets": [0]}', content=b"[1, 2]"),
+        lambda: signed(header("no_such_request")),
+        lambda: signed(header("hub_abort_request"), content=b'{"msg_ids": 5}'),
+        lambda: signed(b"[]"),
+        lambda: signed(header("apply_request"), metadata=b'{"targets": [0]}') + [b"\x80\x05junk"],
+        lambda: [b"<IDS|MSG>"],
+        lambda: signed(json.dumps({"msg_type": "x" * 100_000}).encode()),
+    ]
+    return [rng.choice(makers)() for _ in range(count)]
+
+
+def test_a_thousand_malformed_messages_break_nothing(cluster):
+    import zmq
+
+    rc = cluster.connect_client()
+    info = json.loads(rc.connection_file.read_text())
+    engine = json.loads(open(rc.engine_connection_file(0)).read())
+    messages = malformed_messages(info["key"].encode(), 1000)
+    with zmq.Context() as context:
+        for url in (f"tcp://127.0.0.1:{info['request_port']}", f"tcp://127.0.0.1:{engine['shell_port']}"):
+            with context.socket(zmq.DEALER) as sock:
+                sock.linger = 2000
+                sock.connect(url)
+                for frames in messages:
+                    sock.send_multipart(frames)
+                time.sleep(2)
+    assert rc[:].apply_sync(lambda: "alive") == ["alive"] * len(rc.ids)
+    assert rc.load_balanced_view().apply_sync(lambda: 1) == 1
