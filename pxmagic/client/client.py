@@ -116,7 +116,7 @@ class Client:
     def resolve_targets(self, targets: Targets) -> tuple[list[int], bool]:
         """Engine ids meant by ``targets``, and whether a single engine was named."""
         ids = self.ids
-        if targets is None or targets == "all":
+        if targets is None or (isinstance(targets, str) and targets == "all"):
             chosen = ids
         elif isinstance(targets, int) and not isinstance(targets, bool):
             if targets not in self._engines:
