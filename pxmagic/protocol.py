@@ -28,6 +28,8 @@ HUB_INFO_REPLY = "hub_info_reply"
 HUB_SHUTDOWN_REQUEST = "hub_shutdown_request"
 HUB_SHUTDOWN_REPLY = "hub_shutdown_reply"
 #: requests the hub answers itself
+HUB_RESTART_REQUEST = "hub_restart_request"
+HUB_RESTART_REPLY = "hub_restart_reply"
 HUB_ABORT_REQUEST = "hub_abort_request"
 HUB_ABORT_REPLY = "hub_abort_reply"
 #: what the hub sends an engine's control channel to drop requests it has not started

@@ -178,3 +178,41 @@ def test_a_thousand_malformed_messages_break_nothing(cluster):
                 time.sleep(2)
     assert rc[:].apply_sync(lambda: "alive") == ["alive"] * len(rc.ids)
     assert rc.load_balanced_view().apply_sync(lambda: 1) == 1
+
+
+def test_restart_engine_gives_a_fresh_kernel_with_the_same_id(cluster):
+    rc = cluster.connect_client()
+    rc[1].push({"before": 1}, block=True)
+    old_pid = engine_pid(rc, 1)
+    outstanding = rc[1].apply_async(sleeper(30))
+    time.sleep(0.3)
+    rc.restart_engine(1)
+    with pytest.raises(EngineError, match="engine 1 was restarted"):
+        outstanding.get(5)
+    assert rc.ids == [0, 1, 2]
+    assert engine_pid(rc, 1) != old_pid
+    with pytest.raises(RemoteError, match="before"):
+        rc[1].pull("before", block=True)
+    assert rc[:].apply_sync(lambda: "all up") == ["all up"] * 3
+
+
+def test_a_dead_engine_can_be_restarted_from_the_command_line(cluster):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rc = cluster.connect_client()
+    os.kill(engine_pid(rc, 0), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while 0 in rc.ids and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 0 not in rc.ids
+    pxcluster = str(Path(sys.executable).with_name("pxcluster"))
+    restarted = subprocess.run([pxcluster, "restart-engine", "0", "--profile", "faults",
+                                "--cluster-id", cluster.cluster_id], capture_output=True, text=True, timeout=120)
+    assert restarted.returncode == 0, restarted.stderr
+    rc.wait_for_engines(3, timeout=10)
+    assert rc[0].apply_sync(lambda: "back") == "back"
+    unknown = subprocess.run([pxcluster, "restart-engine", "7", "--profile", "faults",
+                              "--cluster-id", cluster.cluster_id], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1 and "no engine 7" in unknown.stderr

@@ -19,11 +19,12 @@ from typing import Any
 from jupyter_client.session import Session
 
 from .. import connection, serialize, wire
-from ..error import EngineError, TimeoutError
+from ..error import EngineError, TimeoutError, remote_error
 from ..protocol import (
     ENGINE_STATUS,
     HUB_ABORT_REQUEST,
     HUB_INFO_REQUEST,
+    HUB_RESTART_REQUEST,
     HUB_SHUTDOWN_REQUEST,
     HUB_TOPIC,
     INTERRUPT_REQUEST,
@@ -335,6 +336,17 @@ class Client:
             msg_ids = [mid for result in self._results_of(jobs) for mid in result.msg_ids if mid in self._pending]
         if msg_ids:
             self._hub_request(HUB_ABORT_REQUEST, timeout, {"msg_ids": msg_ids})
+
+    def restart_engine(self, engine_id: int, timeout: float = 90.0) -> None:
+        """Replace engine ``engine_id`` (alive or dead) by a fresh kernel with the same id.
+
+        Work outstanding on it fails with an EngineError; its namespace starts empty.
+        """
+        reply = self._hub_request(HUB_RESTART_REQUEST, timeout, {"engine_id": engine_id})
+        content = reply["content"]
+        if content.get("status") != "ok":
+            raise remote_error(content.get("ename", "Error"), content.get("evalue", ""), engine_id=engine_id)
+        self._refresh_engines(timeout)
 
     def interrupt(self, targets: Targets = None) -> AsyncResult:
         """Interrupt what the engines are running, as a notebook's stop button does."""

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from .. import connection
+from ..error import PxError
 from .launcher import ClusterError, start_hub, stop_hub
 
 
@@ -34,6 +35,15 @@ def _stop(args: argparse.Namespace) -> int:
         return 0
     print(f"no cluster running for profile {args.profile!r}", file=sys.stderr)
     return 1
+
+
+def _restart_engine(args: argparse.Namespace) -> int:
+    from ..client import Client
+
+    with Client(profile=args.profile, cluster_id=args.cluster_id) as client:
+        client.restart_engine(args.engine_id)
+    print(f"engine {args.engine_id} restarted")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -67,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     start.set_defaults(run=_start)
     stop = with_cluster_options(commands.add_parser("stop", help="stop a cluster's hub and engines"))
     stop.set_defaults(run=_stop)
+    restart = with_cluster_options(commands.add_parser("restart-engine", help="replace an engine by a fresh one"))
+    restart.add_argument("engine_id", type=int, help="the id of the engine to restart")
+    restart.set_defaults(run=_restart_engine)
     commands.add_parser("list", help="list running clusters").set_defaults(run=_list)
     return main_parser
 
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except ClusterError as error:
+    except (ClusterError, PxError) as error:
         print(f"pxcluster: {error}", file=sys.stderr)
         return 1
 

@@ -111,11 +111,22 @@ class Engine:
                 shell_ok |= socket is self.shell
                 iopub_ok |= socket is self.iopub
 
+    async def restart(self, session: Session, timeout: float) -> Engine:
+        """A fresh kernel with the same id, ports and environment, ready for work."""
+        self._close_sockets()
+        await self.manager.restart_kernel(now=True)
+        engine = Engine(self.id, self.manager)
+        await engine.wait_ready(session, timeout)
+        return engine
+
+    def _close_sockets(self) -> None:
+        for socket in (self.shell, self.iopub, self.control):
+            socket.close(linger=0)
+
     async def is_alive(self) -> bool:
         return await self.manager.is_alive()
 
     async def shutdown(self) -> None:
         """Stop the kernel (politely first) and remove its connection file."""
-        for socket in (self.shell, self.iopub, self.control):
-            socket.close(linger=0)
+        self._close_sockets()
         await self.manager.shutdown_kernel(now=False)

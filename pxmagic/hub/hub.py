@@ -16,6 +16,7 @@ import signal
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import zmq
 from jupyter_client.session import Session
@@ -30,6 +31,8 @@ from ..protocol import (
     HUB_INFO_REQUEST,
     HUB_ABORT_REPLY,
     HUB_ABORT_REQUEST,
+    HUB_RESTART_REPLY,
+    HUB_RESTART_REQUEST,
     HUB_SHUTDOWN_REPLY,
     HUB_SHUTDOWN_REQUEST,
     HUB_HEARTBEAT_PERIOD,
@@ -89,6 +92,7 @@ class Hub:
         self.rejected_messages = 0
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._watchers: dict[int, asyncio.Task] = {}
 
     # -- life cycle ---------------------------------------------------------
     async def run(self) -> None:
@@ -143,11 +147,34 @@ class Hub:
         self._serve(engine.shell, partial(self._handle_engine_reply, engine))
         self._serve(engine.control, partial(self._handle_engine_reply, engine))
         self._serve(engine.iopub, partial(self._relay_output, engine))
-        self._tasks.append(asyncio.create_task(self._watch_engine(engine)))
+        self._watchers[engine.id] = asyncio.create_task(self._watch_engine(engine))
         self._announce(engine.id, "registered")
 
+    async def _restart_engine(self, client: bytes, header: dict, engine_id: Any) -> None:
+        """Replace an engine (alive or dead) by a fresh kernel with the same id."""
+        engine = self.engines.get(engine_id) if isinstance(engine_id, int) else None
+        if engine is None:
+            content = error_content("IndexError", f"no engine {engine_id!r}: engines are {sorted(self.engines)}")
+            self._reply(client, HUB_RESTART_REPLY, header, content)
+            return
+        self._watchers.pop(engine_id).cancel()
+        if engine_id in self.router.load:
+            self._send_failures(self.router.remove_engine(engine_id, "was restarted"))
+            self._announce(engine_id, "dead")
+        for socket in (engine.shell, engine.control, engine.iopub):
+            self._unserve(socket)
+        try:
+            fresh = await engine.restart(self.session, self.start_timeout)
+        except Exception as error:
+            log.exception("engine %d did not restart", engine_id)
+            self._reply(client, HUB_RESTART_REPLY, header, error_content(type(error).__name__, str(error)))
+            return
+        self.engines[engine_id] = fresh
+        self._add_engine(fresh)
+        self._reply(client, HUB_RESTART_REPLY, header, {"status": "ok"})
+
     async def _shutdown(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._watchers.values()]:
             task.cancel()
         loop = asyncio.get_running_loop()
         for socket in self._handlers:
@@ -169,6 +196,12 @@ class Hub:
         self._handlers[socket] = handler
         asyncio.get_running_loop().add_reader(socket.FD, self._pump)
         self._pump()
+
+    def _unserve(self, socket: zmq.Socket) -> None:
+        """Stop reading ``socket`` (before it is closed)."""
+        self._poller.unregister(socket)
+        del self._handlers[socket]
+        asyncio.get_running_loop().remove_reader(socket.FD)
 
     def _pump(self) -> None:
         """Handle every message waiting on any socket.
@@ -206,6 +239,9 @@ class Hub:
         elif msg_type == HUB_SHUTDOWN_REQUEST:
             self._reply(client, HUB_SHUTDOWN_REPLY, header, {"status": "ok"})
             self._stopping.set()
+        elif msg_type == HUB_RESTART_REQUEST:
+            engine_id = wire.load(parts[4]).get("engine_id")
+            self._tasks.append(asyncio.create_task(self._restart_engine(client, header, engine_id)))
         elif msg_type == HUB_ABORT_REQUEST:
             self._abort(client, header, wire.load(parts[4]))
         else:
