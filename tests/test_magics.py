@@ -107,7 +107,7 @@ def test_group_outputs_by_engine_and_type(dv, shell):
     code = "import time, os\ntime.sleep(0.05 * (3 - int(os.environ['PXMAGIC_ENGINE_ID'])))\nprint('p')\n'r'"
     with capture_output() as captured:
         shell.run_cell_magic("px", "--group-outputs engine", code)
-    tagged = [re.match(r"\[stdout:(\d+)\]|Out\[(\d+):", line) for line in captured.stdout.splitlines()]
+    tagged = [re.match(r"\[stdout:(\d+)\] p$|Out\[(\d+):\d+\]: 'r'$", line) for line in captured.stdout.splitlines()]
     engines = [int(m.group(1) or m.group(2)) for m in tagged if m]
     assert engines == sorted(engines) and len(engines) == 2 * N_ENGINES, captured.stdout
     with capture_output() as captured:
