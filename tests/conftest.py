@@ -6,6 +6,7 @@ timeout, so a bug fails the test instead of hanging the run.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -46,3 +47,11 @@ def dview(rc):
     view = rc[:]
     view.block = True
     return view
+
+
+def engine_shell_url(connection_file: str) -> str:
+    """The ZMQ address of an engine's shell socket, from its kernel connection file."""
+    info = json.loads(Path(connection_file).read_text())
+    if info["transport"] == "ipc":
+        return f"ipc://{info['ip']}-{info['shell_port']}"
+    return f"tcp://{info['ip']}:{info['shell_port']}"

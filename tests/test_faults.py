@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from pxmagic import Cluster, CompositeError, EngineError, RemoteError
+from conftest import engine_shell_url
 
 
 @pytest.fixture
@@ -166,10 +167,9 @@ def test_a_thousand_malformed_messages_break_nothing(cluster):
 
     rc = cluster.connect_client()
     info = json.loads(rc.connection_file.read_text())
-    engine = json.loads(open(rc.engine_connection_file(0)).read())
     messages = malformed_messages(info["key"].encode(), 1000)
     with zmq.Context() as context:
-        for url in (f"tcp://127.0.0.1:{info['request_port']}", f"tcp://127.0.0.1:{engine['shell_port']}"):
+        for url in (f"tcp://127.0.0.1:{info['request_port']}", engine_shell_url(rc.engine_connection_file(0))):
             with context.socket(zmq.DEALER) as sock:
                 sock.linger = 2000
                 sock.connect(url)

@@ -10,6 +10,7 @@ import zmq
 from jupyter_client.session import Session
 
 from pxmagic import serialize
+from conftest import engine_shell_url
 
 
 class Plant:
@@ -69,8 +70,7 @@ def test_hub_drops_unsigned_and_truncated_messages(rc, tmp_path):
 
 
 def test_engine_drops_messages_with_a_wrong_key(rc, tmp_path):
-    engine = json.loads(open(rc.engine_connection_file(2)).read())
     target = str(tmp_path / "planted-at-engine")
-    send_all(f"tcp://127.0.0.1:{engine['shell_port']}", forged_messages(target, b"wrong"))
+    send_all(engine_shell_url(rc.engine_connection_file(2)), forged_messages(target, b"wrong"))
     assert not os.path.exists(target) and not os.path.exists(target + "-exec")
     assert rc[2].apply_sync(lambda: "engine alive") == "engine alive"

@@ -63,15 +63,25 @@ class Engine:
         engine_id: int,
         session: Session,
         connection_dir: Path,
-        ip: str = "127.0.0.1",
         kernel_name: str = KERNEL_NAME,
         sign_buffers: bool = False,
     ) -> "Engine":
-        """Start an engine kernel through jupyter_client, sharing ``session``'s key."""
+        """Start an engine kernel through jupyter_client, sharing ``session``'s key.
+
+        The hub and its engines share a host, so they talk over IPC: there is
+        no TCP port to race other processes for (a port jupyter_client found
+        free can be taken before the kernel binds it, which then never
+        answers).  Socket paths are limited to about 107 bytes, so a deeply
+        nested profile directory falls back to loopback TCP.
+        """
+        name = f"pxmagic-engine-{os.getpid()}-{engine_id}"
+        ipc_prefix = str(connection_dir / name)
+        transport, address = ("ipc", ipc_prefix) if len(ipc_prefix) < 96 else ("tcp", "127.0.0.1")
         manager = AsyncKernelManager(
             kernel_name=kernel_name,
-            ip=ip,
-            connection_file=str(connection_dir / f"pxmagic-engine-{os.getpid()}-{engine_id}.json"),
+            transport=transport,
+            ip=address,
+            connection_file=str(connection_dir / f"{name}.json"),
         )
         manager.session.key = session.key
         manager.session.signature_scheme = session.signature_scheme

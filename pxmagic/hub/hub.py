@@ -128,7 +128,7 @@ class Hub:
     async def _start_engines(self) -> None:
         security = connection.security_dir(self.profile)
         starts = [
-            Engine.start(i, self.session, security, self.ip, self.kernel_name, self.sign_buffers)
+            Engine.start(i, self.session, security, self.kernel_name, self.sign_buffers)
             for i in range(self.n)
         ]
         results = await asyncio.gather(*starts, return_exceptions=True)
