@@ -35,10 +35,8 @@ HUB_ABORT_REPLY = "hub_abort_reply"
 #: what the hub sends an engine's control channel to drop requests it has not started
 ENGINE_ABORT_REQUEST = "abort_request"
 
-#: environment variables through which the hub tells an engine its id and
-#: whether request buffers must carry signed digests
+#: environment variable through which the hub tells an engine its id
 ENGINE_ID_ENV = "PXMAGIC_ENGINE_ID"
-SIGN_BUFFERS_ENV = "PXMAGIC_SIGN_BUFFERS"
 
 #: iopub topic of the hub's own announcements (engines coming and going)
 HUB_TOPIC = b"hub.engines"
@@ -58,7 +56,7 @@ def engine_msg_id(request_id: str, engine_id: int) -> str:
 
 
 def request_metadata(
-    targets: Iterable[int] | None, buffer_digests: list[str] | None = None, balanced: bool = False
+    targets: Iterable[int] | None, buffer_digests: list[str], balanced: bool = False
 ) -> dict:
     """Metadata a client puts on a request for engines.
 
@@ -68,8 +66,7 @@ def request_metadata(
     metadata: dict[str, Any] = {"targets": None if targets is None else list(targets)}
     if balanced:
         metadata["balanced"] = True
-    if buffer_digests is not None:
-        metadata["buffer_digests"] = buffer_digests
+    metadata["buffer_digests"] = buffer_digests
     return metadata
 
 

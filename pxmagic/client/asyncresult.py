@@ -14,11 +14,11 @@ from concurrent import futures
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .. import serialize
+from .. import digest, serialize
 from ..error import RemoteError, TimeoutError, composite, remote_error
 
 
-def decode_reply(msg: dict, engine_id: int, sign_buffers: bool) -> tuple[Any, RemoteError | None]:
+def decode_reply(msg: dict, engine_id: int) -> tuple[Any, RemoteError | None]:
     """The value, or the error, that an engine's reply message carries."""
     content = msg["content"]
     status = content.get("status")
@@ -26,7 +26,7 @@ def decode_reply(msg: dict, engine_id: int, sign_buffers: bool) -> tuple[Any, Re
         if msg["msg_type"] != "apply_reply":
             return None, None
         buffers = msg["buffers"]
-        if sign_buffers and msg["metadata"].get("buffer_digests") != serialize.digests(buffers):
+        if not digest.matches(msg["metadata"].get("buffer_digests"), buffers):
             return None, RemoteError("PermissionError", "reply buffers do not match their signed digests",
                                      engine_id=engine_id)
         try:

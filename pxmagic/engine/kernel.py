@@ -15,9 +15,9 @@ import zmq
 from ipykernel.iostream import OutStream
 from ipykernel.ipkernel import IPythonKernel
 
-from .. import serialize
+from .. import digest, serialize
 from ..error import RemoteError
-from ..protocol import APPLY_REPLY, ENGINE_ABORT_REQUEST, ENGINE_ID_ENV, SIGN_BUFFERS_ENV, error_content
+from ..protocol import APPLY_REPLY, ENGINE_ABORT_REQUEST, ENGINE_ID_ENV, error_content
 
 
 def _error_reply(error: BaseException) -> dict:
@@ -59,17 +59,16 @@ class EngineKernel(IPythonKernel):
         #: msg_ids to answer "aborted" instead of running, when their turn comes
         self.aborted: set[str] = set()
         self.engine_id = int(os.environ.get(ENGINE_ID_ENV, "-1"))
-        self.sign_buffers = os.environ.get(SIGN_BUFFERS_ENV) == "1"
+        #: requests refused because their buffers did not match their signed digests
+        self.rejected_buffers = 0
 
-    def _check_buffers(self, metadata: dict, buffers: list) -> None:
-        """Refuse buffers whose signed digests do not match, before anything is unpickled."""
-        expected = metadata.get("buffer_digests")
-        if expected is None:
-            if self.sign_buffers:
-                raise PermissionError("request buffers are not signed; refusing to unpickle them")
-            return
-        if expected != serialize.digests(buffers):
-            raise PermissionError("request buffers do not match their signed digests")
+    def _check_buffers(self, parent: dict) -> None:
+        """Refuse buffers that their signed digests do not describe, before anything is unpickled."""
+        if not digest.matches(parent.get("metadata", {}).get("buffer_digests"), parent["buffers"]):
+            self.rejected_buffers += 1
+            self.log.warning("refused apply_request %s: its buffers do not match their signed digests "
+                             "(%d so far)", parent["header"].get("msg_id"), self.rejected_buffers)
+            raise PermissionError("request buffers do not match their signed digests; nothing was unpickled")
 
     def abort_request(self, stream: Any, ident: Any, parent: dict) -> None:
         """On the control channel, so it overtakes the queued requests it names."""
@@ -85,10 +84,9 @@ class EngineKernel(IPythonKernel):
         return True
 
     def apply_request(self, stream: Any, ident: Any, parent: dict) -> None:
-        metadata = parent.get("metadata", {})
         reply_frames: list = []
         try:
-            self._check_buffers(metadata, parent["buffers"])
+            self._check_buffers(parent)
             func, args, kwargs = serialize.unpack(parent["buffers"])
         except Exception as error:
             content = error_content(type(error).__name__, f"could not load the call: {error}")
@@ -107,9 +105,7 @@ class EngineKernel(IPythonKernel):
                         "SerializationError",
                         f"cannot send back a result of type {kind.__module__}.{kind.__qualname__}: {error}",
                     )
-        reply_metadata: dict = {"engine_id": self.engine_id}
-        if self.sign_buffers:
-            reply_metadata["buffer_digests"] = serialize.digests(reply_frames)
+        reply_metadata = {"engine_id": self.engine_id, "buffer_digests": digest.digests(reply_frames)}
         self.session.send(
             stream, APPLY_REPLY, content, parent, ident=ident,
             buffers=reply_frames, metadata=reply_metadata,

@@ -21,7 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
 from .. import wire
-from ..protocol import ENGINE_ID_ENV, SIGN_BUFFERS_ENV
+from ..protocol import ENGINE_ID_ENV
 
 KERNEL_NAME = "pxmagic-engine"
 
@@ -64,7 +64,6 @@ class Engine:
         session: Session,
         connection_dir: Path,
         kernel_name: str = KERNEL_NAME,
-        sign_buffers: bool = False,
     ) -> "Engine":
         """Start an engine kernel through jupyter_client, sharing ``session``'s key.
 
@@ -85,7 +84,7 @@ class Engine:
         )
         manager.session.key = session.key
         manager.session.signature_scheme = session.signature_scheme
-        env = {**os.environ, ENGINE_ID_ENV: str(engine_id), SIGN_BUFFERS_ENV: "1" if sign_buffers else "0"}
+        env = {**os.environ, ENGINE_ID_ENV: str(engine_id)}
         try:
             await manager.start_kernel(env=env)
         except NoSuchKernel:

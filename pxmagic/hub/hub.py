@@ -73,7 +73,6 @@ class Hub:
         self.kernel_name = kernel_name
         self.start_timeout = start_timeout
         self.parent_pid = parent_pid
-        self.sign_buffers = ip not in ("127.0.0.1", "localhost", "::1")
         self.session = Session(
             key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256", username="pxmagic-hub"
         )
@@ -110,7 +109,6 @@ class Hub:
                 "iopub_port": iopub_port,
                 "key": self.session.key.decode(),
                 "signature_scheme": self.session.signature_scheme,
-                "sign_buffers": self.sign_buffers,
                 "hub_pid": os.getpid(),
                 "profile": self.profile,
                 "cluster_id": self.cluster_id,
@@ -128,7 +126,7 @@ class Hub:
     async def _start_engines(self) -> None:
         security = connection.security_dir(self.profile)
         starts = [
-            Engine.start(i, self.session, security, self.kernel_name, self.sign_buffers)
+            Engine.start(i, self.session, security, self.kernel_name)
             for i in range(self.n)
         ]
         results = await asyncio.gather(*starts, return_exceptions=True)
