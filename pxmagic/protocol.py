@@ -50,6 +50,20 @@ class ProtocolError(ValueError):
     """A message that does not have the shape pxmagic expects."""
 
 
+#: longest msg_id or msg_type the hub accepts (Jupyter's are uuids and short names)
+MAX_NAME_LENGTH = 256
+
+
+def check_header(header: dict) -> dict:
+    """``header`` if it has the msg_id and msg_type the hub routes by; else ProtocolError."""
+    for key in ("msg_id", "msg_type"):
+        value = header.get(key)
+        if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+            shown = repr(value) if len(repr(value)) < 60 else repr(value)[:60] + "..."
+            raise ProtocolError(f"its header's {key} is {shown}, not a string of 1 to {MAX_NAME_LENGTH} characters")
+    return header
+
+
 def engine_msg_id(request_id: str, engine_id: int) -> str:
     """The msg_id of the copy of request ``request_id`` that engine ``engine_id`` gets."""
     return f"{request_id}/{engine_id}"

@@ -162,12 +162,19 @@ def malformed_messages(key: bytes, count: int, seed: int = 0) -> list[list[bytes
     return [rng.choice(makers)() for _ in range(count)]
 
 
+def refusals(log_file) -> int:
+    """How many messages the hub, and the engines it started, logged as refused."""
+    return sum(" refused " in line for line in log_file.read_text(errors="replace").splitlines())
+
+
 def test_a_thousand_malformed_messages_break_nothing(cluster):
+    """Each malformed message is refused and logged once; hub and engines keep working."""
     import zmq
 
     rc = cluster.connect_client()
     info = json.loads(rc.connection_file.read_text())
     messages = malformed_messages(info["key"].encode(), 1000)
+    before = refusals(cluster.log_file)
     with zmq.Context() as context:
         for url in (f"tcp://127.0.0.1:{info['request_port']}", engine_shell_url(rc.engine_connection_file(0))):
             with context.socket(zmq.DEALER) as sock:
@@ -175,9 +182,16 @@ def test_a_thousand_malformed_messages_break_nothing(cluster):
                 sock.connect(url)
                 for frames in messages:
                     sock.send_multipart(frames)
-                time.sleep(2)
+                deadline = time.monotonic() + 20
+                while refusals(cluster.log_file) < before + 1000 and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if url.startswith("tcp://127.0.0.1"):
+                    time.sleep(1)  # a message logged twice would show now
+                    assert refusals(cluster.log_file) - before == 1000
+        time.sleep(1)
     assert rc[:].apply_sync(lambda: "alive") == ["alive"] * len(rc.ids)
     assert rc.load_balanced_view().apply_sync(lambda: 1) == 1
+    assert info["key"] not in cluster.log_file.read_text(errors="replace")
 
 
 def test_restart_engine_gives_a_fresh_kernel_with_the_same_id(cluster):

@@ -4,8 +4,10 @@ from __future__ import annotations
 import atexit
 import secrets
 import subprocess
+from pathlib import Path
 from typing import Any
 
+from .. import connection
 from .launcher import start_hub, stop_hub
 
 
@@ -48,6 +50,11 @@ class Cluster:
     @property
     def running(self) -> bool:
         return self._hub is not None and self._hub.poll() is None
+
+    @property
+    def log_file(self) -> Path:
+        """Where the hub, and the engines it started, write their logs."""
+        return connection.hub_log(self.profile, self.cluster_id)
 
     def start(self) -> None:
         """Start the hub and engines; returns once every engine is ready."""

@@ -58,7 +58,7 @@ def start_hub(
             "stop it with `pxcluster stop` first"
         )
     path.unlink(missing_ok=True)
-    log_path = connection.log_dir(profile) / f"pxmagic-hub{'-' + cluster_id if cluster_id else ''}.log"
+    log_path = connection.hub_log(profile, cluster_id)
     command = [sys.executable, "-m", "pxmagic.hub", "-n", str(n), "--profile", profile,
                "--cluster-id", cluster_id, "--ip", ip, "--start-timeout", str(timeout)]
     if kernel_name:

@@ -152,8 +152,9 @@ class Hub:
         """Replace an engine (alive or dead) by a fresh kernel with the same id."""
         engine = self.engines.get(engine_id) if isinstance(engine_id, int) else None
         if engine is None:
-            content = error_content("IndexError", f"no engine {engine_id!r}: engines are {sorted(self.engines)}")
-            self._reply(client, HUB_RESTART_REPLY, header, content)
+            reason = f"no engine {engine_id!r}: engines are {sorted(self.engines)}"
+            self._refuse(f"{header['msg_type']} {header['msg_id']}", reason)
+            self._reply(client, HUB_RESTART_REPLY, header, error_content("IndexError", reason))
             return
         self._watchers.pop(engine_id).cancel()
         if engine_id in self.router.load:
@@ -217,41 +218,55 @@ class Hub:
                 # drop big frames now, not when the next message arrives
                 del frames
 
-    def _reject(self, what: str) -> None:
+    def _refuse(self, what: str, reason: str) -> None:
+        """Log (once) and count a message the hub will not act on."""
         self.rejected_messages += 1
-        log.warning("dropped %s with a bad signature (%d so far)", what, self.rejected_messages)
+        log.warning("refused %s (%d so far): %s", what, self.rejected_messages, reason)
+
+    def _refuse_request(self, client: bytes, header: dict, reply_type: str, reason: str) -> None:
+        """Refuse a signed, well-formed request, and tell its sender why."""
+        self._refuse(f"{header['msg_type']} {header['msg_id']}", reason)
+        self._reply(client, reply_type, header, error_content("ProtocolError", reason))
 
     # -- clients ------------------------------------------------------------
     def _handle_client_message(self, frames: list) -> None:
-        idents, parts = self.session.feed_identities(frames, copy=False)
+        try:
+            idents, parts = self.session.feed_identities(frames, copy=False)
+        except ValueError:
+            self._refuse("a client message", "it has no <IDS|MSG> delimiter")
+            return
         if not idents or not wire.verify(self.session, parts):
-            self._reject("a client message")
+            self._refuse("a client message", "its signature is missing, wrong or replayed")
+            return
+        try:
+            header, metadata, content = wire.envelope(parts)
+        except ProtocolError as error:
+            self._refuse("a signed client message", str(error))
             return
         client = idents[0]
-        header = wire.load(parts[1])
         msg_type = header["msg_type"]
         if msg_type in ENGINE_REQUESTS:
-            self._forward_request(client, header, parts)
+            self._forward_request(client, header, metadata, parts)
         elif msg_type == HUB_INFO_REQUEST:
             self._reply(client, HUB_INFO_REPLY, header, self._hub_info())
         elif msg_type == HUB_SHUTDOWN_REQUEST:
             self._reply(client, HUB_SHUTDOWN_REPLY, header, {"status": "ok"})
             self._stopping.set()
         elif msg_type == HUB_RESTART_REQUEST:
-            engine_id = wire.load(parts[4]).get("engine_id")
+            engine_id = content.get("engine_id")
             self._tasks.append(asyncio.create_task(self._restart_engine(client, header, engine_id)))
         elif msg_type == HUB_ABORT_REQUEST:
-            self._abort(client, header, wire.load(parts[4]))
+            self._abort(client, header, content)
         else:
-            content = error_content("ProtocolError", f"the hub does not handle {msg_type!r} messages")
-            self._reply(client, msg_type.replace("_request", "_reply"), header, content)
+            reply_type = msg_type.removesuffix("_request") + "_reply"
+            self._refuse_request(client, header, reply_type, f"the hub does not handle {msg_type!r} messages")
 
-    def _forward_request(self, client: bytes, header: dict, parts: list) -> None:
+    def _forward_request(self, client: bytes, header: dict, metadata: dict, parts: list) -> None:
+        reply_type = ENGINE_REQUESTS[header["msg_type"]]
         try:
-            targets, balanced = request_routing(wire.load(parts[3]))
+            targets, balanced = request_routing(metadata)
         except ProtocolError as error:
-            reply_type = ENGINE_REQUESTS[header["msg_type"]]
-            self._reply(client, reply_type, header, error_content("ProtocolError", str(error)))
+            self._refuse_request(client, header, reply_type, str(error))
             return
         # parent, metadata, content and buffers go to the engines as received
         payload = parts[2:]
@@ -260,6 +275,8 @@ class Hub:
         else:
             routing = self.router.route_request(client, header, targets, payload)
         self._deliver(routing.deliveries)
+        if routing.failures:
+            self._refuse(f"{header['msg_type']} {header['msg_id']}", "it names an engine that does not exist")
         self._send_failures(routing.failures)
 
     def _abort(self, client: bytes, header: dict, content: dict) -> None:
@@ -267,7 +284,7 @@ class Hub:
         try:
             msg_ids = abort_msg_ids(content)
         except ProtocolError as error:
-            self._reply(client, HUB_ABORT_REPLY, header, error_content("ProtocolError", str(error)))
+            self._refuse_request(client, header, HUB_ABORT_REPLY, str(error))
             return
         aborted, by_engine = self.router.abort(msg_ids)
         self._send_failures(aborted)
@@ -307,7 +324,7 @@ class Hub:
     def _handle_engine_reply(self, engine: Engine, frames: list) -> None:
         _, parts = self.session.feed_identities(frames, copy=False)
         if not wire.verify(self.session, parts):
-            self._reject(f"a reply from engine {engine.id}")
+            self._refuse(f"a reply from engine {engine.id}", "its signature is missing, wrong or replayed")
             return
         client, freed = self.router.on_reply(wire.load(parts[2]).get("msg_id", ""))
         if client is not None:
