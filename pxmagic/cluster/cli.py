@@ -16,7 +16,8 @@ def _start(args: argparse.Namespace) -> int:
         print("pxcluster: -n must be at least 1", file=sys.stderr)
         return 2
     if args.daemonize:
-        hub = start_hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.timeout)
+        hub = start_hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.timeout,
+                        curve=args.curve)
         print(f"cluster started: {args.n} engines ready, hub pid {hub.pid}, "
               f"connection file {connection.client_file(args.profile, args.cluster_id)}")
         return 0
@@ -24,7 +25,8 @@ def _start(args: argparse.Namespace) -> int:
     from ..hub.hub import Hub
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name or KERNEL_NAME, args.timeout)
+    hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name or KERNEL_NAME, args.timeout,
+              curve=args.curve)
     asyncio.run(hub.run())
     return 0
 
@@ -72,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--daemonize", action="store_true",
                        help="run in the background; return once every engine is ready")
     start.add_argument("--ip", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    start.add_argument("--curve", action="store_true",
+                       help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
     start.add_argument("--kernel-name", default=None, help="kernelspec that starts engines")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the engines")
     start.set_defaults(run=_start)

@@ -30,6 +30,7 @@ class Cluster:
         kernel_name: str | None = None,
         timeout: float = 90.0,
         shutdown_atexit: bool = True,
+        curve: bool = False,
     ):
         if n < 1:
             raise ValueError(f"a cluster needs at least one engine, not n={n}")
@@ -40,6 +41,7 @@ class Cluster:
         self.kernel_name = kernel_name
         self.timeout = timeout
         self.shutdown_atexit = shutdown_atexit
+        self.curve = curve
         self._hub: subprocess.Popen | None = None
         self._clients: list[Any] = []
 
@@ -61,7 +63,7 @@ class Cluster:
         if self.running:
             return
         self._hub = start_hub(self.n, self.profile, self.cluster_id, self.ip, self.kernel_name, self.timeout,
-                              tied_to_caller=self.shutdown_atexit)
+                              tied_to_caller=self.shutdown_atexit, curve=self.curve)
         if self.shutdown_atexit:
             atexit.register(self.stop)
 

@@ -12,9 +12,10 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from .. import connection
+from .. import connection, encryption
 
 
 class ClusterError(RuntimeError):
@@ -43,12 +44,17 @@ def start_hub(
     kernel_name: str | None = None,
     timeout: float = 90.0,
     tied_to_caller: bool = False,
+    curve: bool = False,
 ) -> subprocess.Popen:
     """Start a hub and ``n`` engines in the background; return once all are ready.
 
     ``tied_to_caller`` makes the hub stop when the calling process exits,
-    however it exits.
+    however it exits.  ``curve`` encrypts client traffic with CurveZMQ; a hub
+    bound beyond loopback without it gets a warning.
     """
+    warning = encryption.exposure_warning(ip, curve)
+    if warning:
+        warnings.warn(warning, UserWarning, stacklevel=2)
     path = connection.client_file(profile, cluster_id)
     info = _read_info(path)
     if info and connection.pid_alive(int(info.get("hub_pid", -1))):
@@ -65,6 +71,8 @@ def start_hub(
         command += ["--kernel-name", kernel_name]
     if tied_to_caller:
         command += ["--parent-pid", str(os.getpid())]
+    if curve:
+        command.append("--curve")
     # glibc >= 2.35 backs large malloc'd blocks (every big ZMQ frame) with transparent huge pages:
     # far fewer page faults per received array; other libcs and older glibcs ignore it
     env = {**os.environ, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")}

@@ -1,4 +1,4 @@
-"""``python -m pxmagic.hub -n 4 [--profile NAME] [--cluster-id ID] [--ip IP]``."""
+"""``python -m pxmagic.hub -n 4 [--profile NAME] [--cluster-id ID] [--ip IP [--curve]]``."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="default", help="IPython profile (default: default)")
     parser.add_argument("--cluster-id", default="", help="name that tells clusters of one profile apart")
     parser.add_argument("--ip", default="127.0.0.1", help="interface the hub binds (default: 127.0.0.1)")
+    parser.add_argument("--curve", action="store_true",
+                        help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
     parser.add_argument("--kernel-name", default=KERNEL_NAME, help="kernelspec that starts engines")
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds for engines to start")
     parser.add_argument("--parent-pid", type=int, default=None,
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--engines must be at least 1")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     hub = Hub(args.engines, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
-              args.parent_pid)
+              args.parent_pid, args.curve)
     try:
         asyncio.run(hub.run())
     except EngineStartError as error:

@@ -21,7 +21,7 @@ from typing import Any
 import zmq
 from jupyter_client.session import Session
 
-from .. import connection, wire
+from .. import connection, encryption, wire
 from ..protocol import (
     CONTROL_REQUESTS,
     ENGINE_ABORT_REQUEST,
@@ -65,6 +65,7 @@ class Hub:
         kernel_name: str = KERNEL_NAME,
         start_timeout: float = 60.0,
         parent_pid: int | None = None,
+        curve: bool = False,
     ):
         self.n = n
         self.profile = profile
@@ -82,6 +83,11 @@ class Hub:
         self.requests.sndhwm = 0
         self.publisher = self.context.socket(zmq.PUB)
         self.publisher.sndhwm = 0
+        self.curve_public: bytes | None = None
+        if curve:
+            self.curve_public, secret = encryption.server_keys()
+            for socket in (self.requests, self.publisher):
+                encryption.make_server(socket, self.curve_public, secret)
         self.router = Router()
         # every socket the hub reads, and what handles its messages; see _pump
         self._poller = zmq.Poller()
@@ -98,6 +104,9 @@ class Hub:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
+        warning = encryption.exposure_warning(self.ip, self.curve_public is not None)
+        if warning:
+            log.warning("%s", warning)
         request_port = self.requests.bind_to_random_port(f"tcp://{self.ip}")
         iopub_port = self.publisher.bind_to_random_port(f"tcp://{self.ip}")
         try:
@@ -109,6 +118,7 @@ class Hub:
                 "iopub_port": iopub_port,
                 "key": self.session.key.decode(),
                 "signature_scheme": self.session.signature_scheme,
+                "curve_serverkey": self.curve_public.decode() if self.curve_public else None,
                 "hub_pid": os.getpid(),
                 "profile": self.profile,
                 "cluster_id": self.cluster_id,
