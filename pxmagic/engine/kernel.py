@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import zmq
@@ -30,7 +32,25 @@ def _error_reply(error: BaseException) -> dict:
     lines = "".join(traceback.format_exception(type(error), error, tb)).splitlines()
     evalue = error.evalue if isinstance(error, RemoteError) else str(error)
     notes = getattr(error, "__notes__", [])
+    if isinstance(error, SystemExit):
+        notes = [*notes, "(sys.exit() on an engine ends the call, not the engine)"]
     return error_content(type(error).__name__, " ".join([evalue, *notes]), lines)
+
+
+@contextmanager
+def _forks_stay_out() -> Iterator[None]:
+    """Run user code; a process it forks that comes back here exits at once.
+
+    A forked child shares the kernel's ZMQ sockets, which must not be used
+    from two processes: replying from the child would corrupt the engine's
+    channels.  The parent replies as usual, with what the code returned.
+    """
+    pid = os.getpid()
+    try:
+        yield
+    finally:
+        if os.getpid() != pid:
+            os._exit(0)
 
 
 class EngineOutStream(OutStream):
@@ -83,6 +103,10 @@ class EngineKernel(IPythonKernel):
             return False
         return True
 
+    async def do_execute(self, *args: Any, **kwargs: Any) -> Any:
+        with _forks_stay_out():
+            return await super().do_execute(*args, **kwargs)
+
     def apply_request(self, stream: Any, ident: Any, parent: dict) -> None:
         reply_frames: list = []
         try:
@@ -92,7 +116,8 @@ class EngineKernel(IPythonKernel):
             content = error_content(type(error).__name__, f"could not load the call: {error}")
         else:
             try:
-                result = func(*args, **kwargs)
+                with _forks_stay_out():
+                    result = func(*args, **kwargs)
             except BaseException as error:  # KeyboardInterrupt from an interrupt, too
                 content = _error_reply(error)
             else:
