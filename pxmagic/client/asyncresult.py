@@ -120,7 +120,8 @@ class AsyncResult(futures.Future):
                 self.set_exception(next(iter(self._errors.values())))
             else:
                 ordered = [(self.engine_ids[i], self._errors[i]) for i in sorted(self._errors)]
-                self.set_exception(composite(ordered, self.method))
+                results = [(self.engine_ids[i], self._values[i]) for i in sorted(self._values)]
+                self.set_exception(composite(ordered, self.method, results))
             return
         values = [self._values[i] for i in range(len(self.msg_ids))]
         if self._join is not None:

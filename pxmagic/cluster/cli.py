@@ -17,7 +17,7 @@ def _start(args: argparse.Namespace) -> int:
         return 2
     if args.daemonize:
         hub = start_hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.timeout,
-                        curve=args.curve)
+                        curve=args.curve, restart_engines=args.restart_engines)
         print(f"cluster started: {args.n} engines ready, hub pid {hub.pid}, "
               f"connection file {connection.client_file(args.profile, args.cluster_id)}")
         return 0
@@ -26,7 +26,7 @@ def _start(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name or KERNEL_NAME, args.timeout,
-              curve=args.curve)
+              curve=args.curve, restart_engines=args.restart_engines)
     asyncio.run(hub.run())
     return 0
 
@@ -76,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--ip", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     start.add_argument("--curve", action="store_true",
                        help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
+    start.add_argument("--restart-engines", action="store_true",
+                       help="replace an engine that dies by a fresh one with the same id")
     start.add_argument("--kernel-name", default=None, help="kernelspec that starts engines")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the engines")
     start.set_defaults(run=_start)

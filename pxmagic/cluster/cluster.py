@@ -31,6 +31,7 @@ class Cluster:
         timeout: float = 90.0,
         shutdown_atexit: bool = True,
         curve: bool = False,
+        restart_engines: bool = False,
     ):
         if n < 1:
             raise ValueError(f"a cluster needs at least one engine, not n={n}")
@@ -42,6 +43,7 @@ class Cluster:
         self.timeout = timeout
         self.shutdown_atexit = shutdown_atexit
         self.curve = curve
+        self.restart_engines = restart_engines
         self._hub: subprocess.Popen | None = None
         self._clients: list[Any] = []
 
@@ -63,7 +65,8 @@ class Cluster:
         if self.running:
             return
         self._hub = start_hub(self.n, self.profile, self.cluster_id, self.ip, self.kernel_name, self.timeout,
-                              tied_to_caller=self.shutdown_atexit, curve=self.curve)
+                              tied_to_caller=self.shutdown_atexit, curve=self.curve,
+                              restart_engines=self.restart_engines)
         if self.shutdown_atexit:
             atexit.register(self.stop)
 

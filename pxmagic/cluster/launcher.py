@@ -45,12 +45,14 @@ def start_hub(
     timeout: float = 90.0,
     tied_to_caller: bool = False,
     curve: bool = False,
+    restart_engines: bool = False,
 ) -> subprocess.Popen:
     """Start a hub and ``n`` engines in the background; return once all are ready.
 
     ``tied_to_caller`` makes the hub stop when the calling process exits,
     however it exits.  ``curve`` encrypts client traffic with CurveZMQ; a hub
-    bound beyond loopback without it gets a warning.
+    bound beyond loopback without it gets a warning.  ``restart_engines``
+    replaces an engine that dies by a fresh one with the same id.
     """
     warning = encryption.exposure_warning(ip, curve)
     if warning:
@@ -73,6 +75,8 @@ def start_hub(
         command += ["--parent-pid", str(os.getpid())]
     if curve:
         command.append("--curve")
+    if restart_engines:
+        command.append("--restart-engines")
     # glibc >= 2.35 backs large malloc'd blocks (every big ZMQ frame) with transparent huge pages:
     # far fewer page faults per received array; other libcs and older glibcs ignore it
     env = {**os.environ, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")}

@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ip", default="127.0.0.1", help="interface the hub binds (default: 127.0.0.1)")
     parser.add_argument("--curve", action="store_true",
                         help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
+    parser.add_argument("--restart-engines", action="store_true",
+                        help="replace an engine that dies by a fresh one with the same id")
     parser.add_argument("--kernel-name", default=KERNEL_NAME, help="kernelspec that starts engines")
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds for engines to start")
     parser.add_argument("--parent-pid", type=int, default=None,
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--engines must be at least 1")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     hub = Hub(args.engines, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
-              args.parent_pid, args.curve)
+              args.parent_pid, args.curve, args.restart_engines)
     try:
         asyncio.run(hub.run())
     except EngineStartError as error:

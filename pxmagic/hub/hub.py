@@ -9,6 +9,7 @@ that asked, frames untouched.  The bookkeeping is :class:`Router`'s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -66,6 +67,7 @@ class Hub:
         start_timeout: float = 60.0,
         parent_pid: int | None = None,
         curve: bool = False,
+        restart_engines: bool = False,
     ):
         self.n = n
         self.profile = profile
@@ -74,6 +76,8 @@ class Hub:
         self.kernel_name = kernel_name
         self.start_timeout = start_timeout
         self.parent_pid = parent_pid
+        #: replace an engine that dies by a fresh kernel with the same id
+        self.restart_engines = restart_engines
         self.session = Session(
             key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256", username="pxmagic-hub"
         )
@@ -170,17 +174,25 @@ class Hub:
         if engine_id in self.router.load:
             self._send_failures(self.router.remove_engine(engine_id, "was restarted"))
             self._announce(engine_id, "dead")
+        try:
+            await self._replace(engine)
+        except Exception as error:
+            self._reply(client, HUB_RESTART_REPLY, header, error_content(type(error).__name__, str(error)))
+            return
+        self._reply(client, HUB_RESTART_REPLY, header, {"status": "ok"})
+
+    async def _replace(self, engine: Engine) -> None:
+        """Start a fresh kernel in place of ``engine``, whose work has already been failed."""
         for socket in (engine.shell, engine.control, engine.iopub):
             self._unserve(socket)
         try:
             fresh = await engine.restart(self.session, self.start_timeout)
-        except Exception as error:
-            log.exception("engine %d did not restart", engine_id)
-            self._reply(client, HUB_RESTART_REPLY, header, error_content(type(error).__name__, str(error)))
-            return
-        self.engines[engine_id] = fresh
+        except Exception:
+            log.exception("engine %d did not restart", engine.id)
+            raise
+        self.engines[engine.id] = fresh
         self._add_engine(fresh)
-        self._reply(client, HUB_RESTART_REPLY, header, {"status": "ok"})
+        log.info("engine %d restarted", engine.id)
 
     async def _shutdown(self) -> None:
         for task in [*self._tasks, *self._watchers.values()]:
@@ -364,3 +376,6 @@ class Hub:
         log.error("engine %d died", engine.id)
         self._send_failures(self.router.remove_engine(engine.id, "died"))
         self._announce(engine.id, "dead")
+        if self.restart_engines:
+            with contextlib.suppress(Exception):  # _replace logged it; the engine stays gone
+                await self._replace(engine)
