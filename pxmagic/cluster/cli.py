@@ -78,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
                        help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
     start.add_argument("--restart-engines", action="store_true",
                        help="replace an engine that dies by a fresh one with the same id")
-    start.add_argument("--kernel-name", default=None, help="kernelspec that starts engines")
+    start.add_argument("--kernelspec", "--kernel-name", dest="kernel_name", default=None,
+                       help="kernelspec that starts engines (default: pxmagic-engine); its "
+                            "kernel provisioner, if it names one, launches them")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the engines")
     start.set_defaults(run=_start)
     stop = with_cluster_options(commands.add_parser("stop", help="stop a cluster's hub and engines"))
