@@ -252,7 +252,8 @@ class Client:
         engine_id = result.engine_ids[index]
         if engine_id is None:  # a balanced task: the reply says which engine ran it
             engine_id = msg["metadata"].get("engine_id", content.get("engine_id"))
-        if content.get("ename") == "EngineError" and self._outputs.pop(parent_id, None):
+        # an engine that died sends no "idle"; a call that printed nothing says so in its reply
+        if (content.get("ename") == "EngineError" or msg["metadata"].get("quiet")) and self._outputs.pop(parent_id, None):
             result._output_finished()
         result._deliver(index, engine_id, *decode_reply(msg, engine_id))
 

@@ -59,8 +59,15 @@ class EngineOutStream(OutStream):
 
     The kernel flushes both streams after every request; ipykernel's flush
     always waits for a round trip through the IOPub thread (~0.25 ms each
-    here), even with nothing to send.
+    here), even with nothing to send.  ``writes`` counts writes, so the
+    engine can tell whether a request printed anything.
     """
+
+    writes = 0
+
+    def write(self, string: str) -> int | None:
+        self.writes += 1
+        return super().write(string)
 
     def flush(self) -> None:
         if self.echo is None and not (self._buffers or self._flush_pending or self._subprocess_flush_pending):
@@ -72,7 +79,6 @@ class EngineKernel(IPythonKernel):
     """An IPython kernel that also answers ``apply_request``."""
 
     implementation = "pxmagic-engine"
-    msg_types = [*IPythonKernel.msg_types, "apply_request"]
     control_msg_types = [*IPythonKernel.control_msg_types, ENGINE_ABORT_REQUEST]
 
     def __init__(self, **kwargs: Any):
@@ -82,6 +88,18 @@ class EngineKernel(IPythonKernel):
         self.engine_id = int(os.environ.get(ENGINE_ID_ENV, "-1"))
         #: requests refused because their buffers did not match their signed digests
         self.rejected_buffers = 0
+        #: display messages published so far (stream writes are counted by EngineOutStream)
+        self.displays = 0
+        self.shell.display_pub.register_hook(self._count_display)
+
+    def _count_display(self, msg: dict) -> dict:
+        self.displays += 1
+        return msg
+
+    def _outputs_so_far(self) -> int:
+        """A number that grows whenever user code prints or displays something."""
+        streams = (getattr(sys.stdout, "writes", 0), getattr(sys.stderr, "writes", 0))
+        return self.displays + sum(streams)
 
     def _check_buffers(self, parent: dict) -> None:
         """Refuse buffers that their signed digests do not describe, before anything is unpickled."""
@@ -107,11 +125,12 @@ class EngineKernel(IPythonKernel):
     async def shell_main(self, subshell_id: str | None, msg: list) -> None:
         """Serve ``apply_request`` on a short path; everything else as ipykernel does.
 
-        ipykernel's dispatch publishes a "busy" status through the IOPub
-        thread and parses the message with ``Session.deserialize`` (dates
-        through dateutil): ~30% of an engine's CPU per apply here.  Nothing
-        waits for "busy"; the "idle" that marks the end of a request's
-        output is still sent.
+        ipykernel's dispatch publishes "busy" and "idle" statuses through the
+        IOPub thread and parses the message with ``Session.deserialize``
+        (dates through dateutil): ~30% of an engine's CPU per apply here.
+        Nothing waits for "busy".  "idle" tells clients that a request's
+        output is complete; a call that printed and displayed nothing says
+        so in its reply's metadata (``quiet``) instead.
         """
         try:
             idents, parts = self.session.feed_identities(msg, copy=False)
@@ -130,22 +149,34 @@ class EngineKernel(IPythonKernel):
             return
         msg = wire.message(parts)
         self.set_parent(idents, msg, channel="shell")
-        if self.should_handle(self.shell_stream, msg, idents):
-            self.pre_handler_hook()
-            try:
-                self.apply_request(self.shell_stream, idents, msg)
-            finally:
-                self.post_handler_hook()
-            for stream in (sys.stdout, sys.stderr):
-                if stream is not None:
-                    stream.flush()
-        self._publish_status_and_flush("idle", "shell", self.shell_stream)
+        if not self.should_handle(self.shell_stream, msg, idents):
+            self._publish_status_and_flush("idle", "shell", self.shell_stream)
+            return
+        outputs_before = self._outputs_so_far()
+        self.pre_handler_hook()
+        try:
+            content, reply_frames = self._call(msg)
+        finally:
+            self.post_handler_hook()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()  # the output goes out before the reply
+        quiet = self._outputs_so_far() == outputs_before
+        metadata = {"engine_id": self.engine_id, "buffer_digests": digest.digests(reply_frames), "quiet": quiet}
+        self.session.send(self.shell_stream, APPLY_REPLY, content, msg, ident=idents, buffers=reply_frames,
+                          metadata=metadata)
+        if quiet:
+            # the shell ZMQStream queues sends until the event loop's next turn: send the reply now
+            self.shell_stream.flush(zmq.POLLOUT)
+        else:
+            self._publish_status_and_flush("idle", "shell", self.shell_stream)
 
     async def do_execute(self, *args: Any, **kwargs: Any) -> Any:
         with _forks_stay_out():
             return await super().do_execute(*args, **kwargs)
 
-    def apply_request(self, stream: Any, ident: Any, parent: dict) -> None:
+    def _call(self, parent: dict) -> tuple[dict, list]:
+        """Run the call an apply_request carries: the reply's content and buffer frames."""
         reply_frames: list = []
         try:
             self._check_buffers(parent)
@@ -168,12 +199,4 @@ class EngineKernel(IPythonKernel):
                         "SerializationError",
                         f"cannot send back a result of type {kind.__module__}.{kind.__qualname__}: {error}",
                     )
-        reply_metadata = {"engine_id": self.engine_id, "buffer_digests": digest.digests(reply_frames)}
-        self.session.send(
-            stream, APPLY_REPLY, content, parent, ident=ident,
-            buffers=reply_frames, metadata=reply_metadata,
-        )
-        if hasattr(stream, "flush"):
-            # the shell ZMQStream queues sends until the loop's next turn, which comes only
-            # after dispatch_shell's flushes and idle status: send the reply now
-            stream.flush(zmq.POLLOUT)
+        return content, reply_frames
