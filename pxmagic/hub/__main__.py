@@ -1,4 +1,4 @@
-"""``python -m pxmagic.hub -n 4 [--profile NAME] [--cluster-id ID] [--ip IP [--curve]]``."""
+"""``python -m pxmagic.hub -n 4 [--profile NAME] [--cluster-id ID] [--ip IP [--curve]] [--store sqlite]``."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +6,15 @@ import asyncio
 import logging
 import sys
 
+from .archive import ArchiveError
 from .engines import KERNEL_NAME, EngineStartError
 from .hub import Hub
+from .store import options_from_arguments, store_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pxmagic.hub", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pxmagic.hub", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--engines", type=int, default=2, help="number of engines to start")
     parser.add_argument("--profile", default="default", help="IPython profile (default: default)")
     parser.add_argument("--cluster-id", default="", help="name that tells clusters of one profile apart")
@@ -25,15 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=None,
                         help="stop when this process (the one that started the hub) exits")
     parser.add_argument("--log-level", default="INFO")
+    store_arguments(parser)
     args = parser.parse_args(argv)
     if args.engines < 1:
         parser.error("--engines must be at least 1")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    hub = Hub(args.engines, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
-              args.parent_pid, args.curve, args.restart_engines)
     try:
+        store = options_from_arguments(args)
+    except ValueError as error:
+        parser.error(str(error))
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        hub = Hub(args.engines, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
+                  args.parent_pid, args.curve, args.restart_engines, store)
         asyncio.run(hub.run())
-    except EngineStartError as error:
+    except (EngineStartError, ArchiveError) as error:
         logging.getLogger("pxmagic.hub").error("%s", error)
         return 1
     return 0
