@@ -8,6 +8,8 @@ import sys
 
 from .. import connection
 from ..error import PxError
+from ..hub.archive import ArchiveError
+from ..hub.store import options_from_arguments, store_arguments
 from .launcher import ClusterError, start_hub, stop_hub
 
 
@@ -15,9 +17,14 @@ def _start(args: argparse.Namespace) -> int:
     if args.n < 1:
         print("pxcluster: -n must be at least 1", file=sys.stderr)
         return 2
+    try:
+        store = options_from_arguments(args)
+    except ValueError as error:
+        print(f"pxcluster: {error}", file=sys.stderr)
+        return 2
     if args.daemonize:
         hub = start_hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.timeout,
-                        curve=args.curve, restart_engines=args.restart_engines)
+                        curve=args.curve, restart_engines=args.restart_engines, store=store)
         print(f"cluster started: {args.n} engines ready, hub pid {hub.pid}, "
               f"connection file {connection.client_file(args.profile, args.cluster_id)}")
         return 0
@@ -26,7 +33,7 @@ def _start(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name or KERNEL_NAME, args.timeout,
-              curve=args.curve, restart_engines=args.restart_engines)
+              curve=args.curve, restart_engines=args.restart_engines, store=store)
     asyncio.run(hub.run())
     return 0
 
@@ -69,7 +76,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--cluster-id", default="", help="tells clusters of one profile apart")
         return sub
 
-    start = with_cluster_options(commands.add_parser("start", help="start a hub and its engines"))
+    start = with_cluster_options(commands.add_parser("start", help="start a hub and its engines",
+                                                         formatter_class=argparse.RawDescriptionHelpFormatter))
     start.add_argument("-n", type=int, default=4, help="number of engines (default: 4)")
     start.add_argument("--daemonize", action="store_true",
                        help="run in the background; return once every engine is ready")
@@ -82,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
                        help="kernelspec that starts engines (default: pxmagic-engine); its "
                             "kernel provisioner, if it names one, launches them")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the engines")
+    store_arguments(start)
     start.set_defaults(run=_start)
     stop = with_cluster_options(commands.add_parser("stop", help="stop a cluster's hub and engines"))
     stop.set_defaults(run=_stop)
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ClusterError, PxError) as error:
+    except (ClusterError, PxError, ArchiveError) as error:
         print(f"pxcluster: {error}", file=sys.stderr)
         return 1
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import connection
+from ..hub.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB, StoreOptions
 from .launcher import start_hub, stop_hub
 
 
@@ -19,6 +20,10 @@ class Cluster:
     never disturbs a cluster started by ``pxcluster`` on the same profile.
     With ``shutdown_atexit`` (the default) the cluster lives no longer than
     the Python process that started it, even if that process is killed.
+
+    ``store="sqlite"`` keeps every result on disk as well as in the hub's
+    memory, where at most ``max_results`` results and ``max_results_mb`` MB
+    are kept (``python -m pxmagic.hub --help`` says more).
     """
 
     def __init__(
@@ -32,9 +37,13 @@ class Cluster:
         shutdown_atexit: bool = True,
         curve: bool = False,
         restart_engines: bool = False,
+        store: str = "memory",
+        max_results: int = DEFAULT_MAX_RESULTS,
+        max_results_mb: float = DEFAULT_MAX_BYTES / MB,
     ):
         if n < 1:
             raise ValueError(f"a cluster needs at least one engine, not n={n}")
+        self.store = StoreOptions(store, max_results, int(max_results_mb * MB))
         self.n = n
         self.profile = profile
         self.cluster_id = secrets.token_hex(4) if cluster_id is None else cluster_id
@@ -66,7 +75,7 @@ class Cluster:
             return
         self._hub = start_hub(self.n, self.profile, self.cluster_id, self.ip, self.kernel_name, self.timeout,
                               tied_to_caller=self.shutdown_atexit, curve=self.curve,
-                              restart_engines=self.restart_engines)
+                              restart_engines=self.restart_engines, store=self.store)
         if self.shutdown_atexit:
             atexit.register(self.stop)
 

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from .. import connection, encryption
+from ..hub.store import StoreOptions
 
 
 class ClusterError(RuntimeError):
@@ -46,13 +47,15 @@ def start_hub(
     tied_to_caller: bool = False,
     curve: bool = False,
     restart_engines: bool = False,
+    store: StoreOptions | None = None,
 ) -> subprocess.Popen:
     """Start a hub and ``n`` engines in the background; return once all are ready.
 
     ``tied_to_caller`` makes the hub stop when the calling process exits,
     however it exits.  ``curve`` encrypts client traffic with CurveZMQ; a hub
     bound beyond loopback without it gets a warning.  ``restart_engines``
-    replaces an engine that dies by a fresh one with the same id.
+    replaces an engine that dies by a fresh one with the same id.  ``store``
+    says how the hub keeps results.
     """
     warning = encryption.exposure_warning(ip, curve)
     if warning:
@@ -77,6 +80,8 @@ def start_hub(
         command.append("--curve")
     if restart_engines:
         command.append("--restart-engines")
+    if store is not None:
+        command += store.arguments()
     # glibc >= 2.35 backs large malloc'd blocks (every big ZMQ frame) with transparent huge pages:
     # far fewer page faults per received array; other libcs and older glibcs ignore it
     env = {**os.environ, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")}
