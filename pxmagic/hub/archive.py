@@ -178,7 +178,10 @@ class SqliteArchive:
         for kind, value in batch:
             if kind == "put":
                 msg_id, engine_id, received, parts = value
-                rows.append((msg_id, engine_id, received, encode_frames(parts)))
+                try:
+                    rows.append((msg_id, engine_id, received, encode_frames(parts)))
+                except Exception as error:
+                    log.error("could not store the result of %s in %s: %s", msg_id, self.path, error)
             elif kind == "sql":
                 self._insert(db, rows)
                 rows = []
