@@ -367,9 +367,9 @@ class Client:
                 continue
             self.rejected_messages += 1
             log.warning("dropped the stored result of %s: bad signature", entry["msg_id"])
-            entry_slot = self._pending.pop(entry["msg_id"], None)
-            if entry_slot is not None:
-                result, index = entry_slot
+            waiting = self._pending.pop(entry["msg_id"], None)
+            if waiting is not None:
+                result, index = waiting
                 error = RemoteError("PermissionError", f"the stored result of {entry['msg_id']} is not signed "
                                     "with this cluster's key", engine_id=entry.get("engine_id"))
                 result._deliver(index, entry.get("engine_id"), None, error)
