@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -238,3 +239,44 @@ def test_sqlite_keeps_results_after_the_client_exited_and_across_hub_restarts():
                 later.get_result(msg_ids[1])
     finally:
         cluster.stop()
+
+
+# -- the command line ------------------------------------------------------------------
+PXCLUSTER = str(Path(sys.executable).with_name("pxcluster"))
+
+
+def test_the_hub_help_describes_the_culling_policy():
+    shown = subprocess.run([sys.executable, "-m", "pxmagic.hub", "--help"], capture_output=True, text=True,
+                           timeout=60)
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    assert "The oldest are culled first once more than --max-results results or --max-results-mb MB" in text
+    assert "--store memory --max-results 10000 --max-results-mb 256" in text
+
+
+@pytest.mark.parametrize("arguments, complaint", [
+    (["--store", "redis"], "invalid choice: 'redis'"),
+    (["--max-results", "-1"], "cannot be negative"),
+])
+def test_pxcluster_names_bad_store_options(arguments, complaint):
+    started = subprocess.run([PXCLUSTER, "start", "-n", "1", "--profile", "badstore", "--daemonize", *arguments],
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2 and complaint in started.stderr
+
+
+def test_pxcluster_start_with_a_sqlite_store():
+    started = subprocess.run([PXCLUSTER, "start", "-n", "1", "--profile", "clistore", "--store", "sqlite",
+                              "--max-results", "0", "--daemonize"], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        with Client(profile="clistore") as rc:
+            msg_id = rc[0].apply_async(lambda: "on disk").msg_ids[0]
+            assert rc.get_result(msg_id).get(10) == "on disk"
+        with Client(profile="clistore") as later:
+            later.purge_results(targets=[1])  # another engine's results: this one stays
+            assert later.get_result(msg_id).get(10) == "on disk", "from disk: memory keeps none"
+        assert connection.results_file("clistore").exists()
+    finally:
+        stopped = subprocess.run([PXCLUSTER, "stop", "--profile", "clistore"], capture_output=True, text=True,
+                                 timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
