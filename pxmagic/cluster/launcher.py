@@ -80,7 +80,7 @@ def start_hub(
         command.append("--curve")
     if restart_engines:
         command.append("--restart-engines")
-    if store is not None:
+    if store is not None and store != StoreOptions():
         command += store.arguments()
     # glibc >= 2.35 backs large malloc'd blocks (every big ZMQ frame) with transparent huge pages:
     # far fewer page faults per received array; other libcs and older glibcs ignore it

@@ -36,7 +36,7 @@ from .store import Stored
 log = logging.getLogger("pxmagic.hub")
 
 #: the writer waits this long after a first queued result, so one transaction takes all that came meanwhile
-FLUSH_DELAY = 0.05
+FLUSH_DELAY = 0.2
 #: how many msg_ids one SELECT asks for (SQLite limits the number of parameters)
 READ_CHUNK = 500
 

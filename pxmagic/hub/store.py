@@ -3,8 +3,9 @@
 The hub forwards each reply to the client that asked at once; a client that
 has died, or closed before its work finished, would never see it.  So the
 hub also keeps the reply's frames here (signature, header, parent, metadata,
-content, buffers: signed and untouched), and any client can fetch them later
-by msg_id (``rc.get_result``) and check them as it checks any reply.
+content, buffers: signed, byte for byte as received), and any client can
+fetch them later by msg_id (``rc.get_result``) and check them as it checks
+any reply.
 
 Memory is bounded: past ``max_results`` results or ``max_bytes`` bytes the
 oldest are culled first, and a result bigger than ``max_bytes`` on its own is
