@@ -217,7 +217,7 @@ class Hub:
         self.requests.close(linger=0)
         self.publisher.close(linger=0)
         self.results.close()
-        log.info("hub stopped")
+        log.info("hub stopped; %r", self.results)
 
     # -- the loop -------------------------------------------------------------
     def _serve(self, socket: zmq.Socket, handler: Callable[[list], None]) -> None:
@@ -356,7 +356,6 @@ class Hub:
                 for e in self.engines.values()
                 if e.id in self.router.load
             },
-            "results": self.results.info(),
         }
 
     def _announce(self, engine_id: int, state: str) -> None:

@@ -224,16 +224,13 @@ class ResultStore:
             self.archive.purge(everything, msg_ids, sorted(engine_ids))
         return purged
 
-    def info(self) -> dict:
-        """What a client can learn of the store (``hub_info_reply``)."""
-        return {
-            "archive": None if self.archive is None else str(self.archive.path),
-            "results": len(self._results), "bytes": self.nbytes,
-            "max_results": self.max_results, "max_bytes": self.max_bytes,
-            "culled": self.culled, "too_big": self.too_big,
-        }
-
     def close(self) -> None:
         """Write what the archive has not written yet."""
         if self.archive is not None:
             self.archive.close()
+
+    def __repr__(self) -> str:
+        archive = f"; archive {self.archive.path}" if self.archive is not None else ""
+        return (f"<ResultStore {len(self._results)} results, {self.nbytes / MB:.1f} MB in memory "
+                f"(limits {self.max_results}, {self.max_bytes / MB:.0f} MB); {self.culled} culled, "
+                f"{self.too_big} too big to keep{archive}>")
