@@ -157,7 +157,7 @@ def test_a_killed_client_disturbs_no_one_and_its_result_waits_in_the_hub(cluster
     dying.wait(10)
     start = time.monotonic()
     assert rc[1:].apply_sync(lambda: "unaffected") == ["unaffected"] * (len(rc.ids) - 1)
-    assert time.monotonic() - start < 2, "the other engines did not wait for anything"
+    assert time.monotonic() - start < 5, "the other engines did not wait for anything"
     with Client(profile=cluster.profile, cluster_id=cluster.cluster_id) as heir:
         assert heir.get_result(msg_id).get(20) == "survived"
     assert rc[0].apply_sync(lambda: "engine 0 goes on") == "engine 0 goes on"
