@@ -6,17 +6,22 @@ import secrets
 import subprocess
 from typing import Any
 
-from .launcher import start_hub, stop_hub
+from ..protocol import ENGINE_KINDS
+from .launcher import engine_options, start_hub, stop_hub
 
 
 class Cluster:
-    """A local cluster of ``n`` engines.
+    """A cluster of ``n`` engines: local kernels, or with ``engines="mpi"`` the ranks of an mpiexec job.
 
     ``with Cluster(n=4) as rc:`` starts it, hands over a connected Client and
     stops everything on exit.  Each Cluster gets its own ``cluster_id``, so it
     never disturbs a cluster started by ``pxcluster`` on the same profile.
     With ``shutdown_atexit`` (the default) the cluster lives no longer than
     the Python process that started it, even if that process is killed.
+
+    ``engines``, ``heartbeat_period``, ``mpiexec``, ``mpi_args`` and
+    ``mpi_interrupt_timeout`` are the options of ``pxcluster start`` of the
+    same names (None: their defaults).
     """
 
     def __init__(
@@ -28,9 +33,16 @@ class Cluster:
         kernel_name: str | None = None,
         timeout: float = 90.0,
         shutdown_atexit: bool = True,
+        engines: str = "local",
+        heartbeat_period: float | None = None,
+        mpiexec: str | None = None,
+        mpi_args: str | None = None,
+        mpi_interrupt_timeout: float | None = None,
     ):
         if n < 1:
             raise ValueError(f"a cluster needs at least one engine, not n={n}")
+        if engines not in ENGINE_KINDS:
+            raise ValueError(f"engines must be one of {', '.join(ENGINE_KINDS)}, not {engines!r}")
         self.n = n
         self.profile = profile
         self.cluster_id = secrets.token_hex(4) if cluster_id is None else cluster_id
@@ -38,12 +50,15 @@ class Cluster:
         self.kernel_name = kernel_name
         self.timeout = timeout
         self.shutdown_atexit = shutdown_atexit
+        self.engines = engines
+        self._hub_options = engine_options(engines, heartbeat_period, mpiexec, mpi_args, mpi_interrupt_timeout)
         self._hub: subprocess.Popen | None = None
         self._clients: list[Any] = []
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<Cluster n={self.n} profile={self.profile!r} cluster_id={self.cluster_id!r} {state}>"
+        return (f"<Cluster n={self.n} engines={self.engines!r} profile={self.profile!r} "
+                f"cluster_id={self.cluster_id!r} {state}>")
 
     @property
     def running(self) -> bool:
@@ -54,7 +69,7 @@ class Cluster:
         if self.running:
             return
         self._hub = start_hub(self.n, self.profile, self.cluster_id, self.ip, self.kernel_name, self.timeout,
-                              tied_to_caller=self.shutdown_atexit)
+                              tied_to_caller=self.shutdown_atexit, hub_options=self._hub_options)
         if self.shutdown_atexit:
             atexit.register(self.stop)
 

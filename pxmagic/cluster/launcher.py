@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import connection
@@ -43,11 +44,13 @@ def start_hub(
     kernel_name: str | None = None,
     timeout: float = 90.0,
     tied_to_caller: bool = False,
+    hub_options: Sequence[str] = (),
 ) -> subprocess.Popen:
     """Start a hub and ``n`` engines in the background; return once all are ready.
 
     ``tied_to_caller`` makes the hub stop when the calling process exits,
-    however it exits.
+    however it exits.  ``hub_options`` are more of the hub's command-line
+    options, such as those that say where engines come from (:func:`engine_options`).
     """
     path = connection.client_file(profile, cluster_id)
     info = _read_info(path)
@@ -63,6 +66,7 @@ def start_hub(
                "--cluster-id", cluster_id, "--ip", ip, "--start-timeout", str(timeout)]
     if kernel_name:
         command += ["--kernel-name", kernel_name]
+    command += hub_options
     if tied_to_caller:
         command += ["--parent-pid", str(os.getpid())]
     # glibc >= 2.35 backs large malloc'd blocks (every big ZMQ frame) with transparent huge pages:
@@ -83,6 +87,22 @@ def start_hub(
             hub.kill()
             raise ClusterError(f"the cluster was not ready after {timeout:.0f} s; see {log_path}")
         time.sleep(0.02)
+
+
+def engine_options(
+    engines: str = "local",
+    heartbeat_period: float | None = None,
+    mpiexec: str | None = None,
+    mpi_args: str | None = None,
+    mpi_interrupt_timeout: float | None = None,
+) -> list[str]:
+    """The hub's command-line options for these engine settings (None: the hub's default)."""
+    options = [f"--engines={engines}"]
+    for flag, value in (("--heartbeat-period", heartbeat_period), ("--mpiexec", mpiexec),
+                        ("--mpi-args", mpi_args), ("--mpi-interrupt-timeout", mpi_interrupt_timeout)):
+        if value is not None:
+            options.append(f"{flag}={value}")  # one word: a value may itself start with "--"
+    return options
 
 
 def stop_hub(profile: str = "default", cluster_id: str = "", timeout: float = 30.0) -> bool:
