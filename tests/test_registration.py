@@ -17,6 +17,8 @@ import pytest
 import zmq
 
 from pxmagic import Client, Cluster, EngineError, connection
+from pxmagic.hub.registration import assign_engine_id
+from pxmagic.protocol import ProtocolError, check_registration, rank_from_env, registration_content
 
 SIMULATOR = Path(__file__).with_name("simulated_engines.py")
 
@@ -94,6 +96,59 @@ def wait_until(condition, timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+KERNEL = {"transport": "tcp", "ip": "10.0.0.7", "shell_port": 5001, "iopub_port": 5002, "stdin_port": 5003,
+          "control_port": 5004, "hb_port": 5005, "key": "secret", "signature_scheme": "hmac-sha256"}
+
+
+def test_a_registration_carries_the_kernel_address_but_not_its_key():
+    content = registration_content(KERNEL, 3, "mpi-1", "node7", 42, "/x/kernel.json")
+    assert check_registration(content) == content
+    assert "key" not in content["connection_info"] and content["connection_info"]["ip"] == "10.0.0.7"
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"connection_info": None}, "needs a 'connection_info' object"),
+    ({"rank": -1}, "rank must be a non-negative integer"),
+    ({"rank": True}, "rank must be a non-negative integer"),
+    ({"job": 5}, "job must be a string"),
+    ({"pid": "1"}, "pid must be an integer"),
+    ({"host": None}, "host must be a string"),
+])
+def test_a_malformed_registration_is_refused_with_the_reason(change, problem):
+    content = {**registration_content(KERNEL, None, None, "h", 1, ""), **change}
+    with pytest.raises(ProtocolError, match=problem):
+        check_registration(content)
+
+
+def test_a_registration_needs_every_kernel_port():
+    content = registration_content(KERNEL, None, None, "h", 1, "")
+    content["connection_info"]["hb_port"] = 70000
+    with pytest.raises(ProtocolError, match="no valid hb_port"):
+        check_registration(content)
+
+
+def test_engine_ids_follow_job_ranks_then_requested_ranks_then_the_next_free_id():
+    jobs = {"mpi-a": range(4, 8)}
+    assert assign_engine_id(2, "mpi-a", jobs, taken=[0, 1]) == 6
+    assert assign_engine_id(None, None, jobs, taken=[0, 1]) == 8, "ids reserved for a job are skipped"
+    assert assign_engine_id(2, None, jobs, taken=[0, 1]) == 2
+    with pytest.raises(ProtocolError, match="already taken"):
+        assign_engine_id(1, None, jobs, taken=[0, 1])
+    with pytest.raises(ProtocolError, match="reserved for a job"):
+        assign_engine_id(5, None, jobs, taken=[])
+    with pytest.raises(ProtocolError, match="has ranks 0 to 3, not 4"):
+        assign_engine_id(4, "mpi-a", jobs, taken=[])
+    with pytest.raises(ProtocolError, match="launched no job 'mpi-b'"):
+        assign_engine_id(0, "mpi-b", jobs, taken=[])
+
+
+def test_the_rank_comes_from_whichever_launcher_set_it():
+    assert rank_from_env({"OMPI_COMM_WORLD_RANK": "3", "PMI_RANK": "9"}) == 3
+    assert rank_from_env({"PMI_RANK": "5"}) == 5
+    assert rank_from_env({"SLURM_PROCID": "2"}) == 2
+    assert rank_from_env({"PMI_RANK": ""}) is None and rank_from_env({}) is None
 
 
 def test_the_engine_file_is_private_and_names_the_registration_socket(cluster):
