@@ -62,6 +62,7 @@ log = logging.getLogger("pxmagic.hub")
 
 #: messages handled from one socket before the others get a turn
 DRAIN_BATCH = 64
+POLLIN = int(zmq.POLLIN)
 #: how long a registered engine waits for hub heartbeats before it exits, in heartbeat periods
 HUB_SILENCE_PERIODS = 10
 
@@ -106,9 +107,10 @@ class Hub:
         self.router = Router()
         # every socket the hub reads, and what handles its messages; see _drain
         self._handlers: dict[zmq.Socket, Callable[[list], None]] = {}
-        #: served sockets sent on since they were last checked for input; see _drain
+        #: served sockets sent on while draining, and sockets to check on the loop's next turn; see _drain
         self._written: set[zmq.Socket] = set()
-        self._recheck_scheduled = False
+        self._recheck: set[zmq.Socket] = set()
+        self._draining = False
         self.engines: dict[int, Engine] = {}
         self.client_file: Path = connection.client_file(profile, cluster_id)
         self.rejected_messages = 0
@@ -116,7 +118,8 @@ class Hub:
         self._tasks: list[asyncio.Task] = []
         self._watchers: dict[int, asyncio.Task] = {}
         self._starting: set[asyncio.Task] = set()
-        self._start_failures: list[BaseException] = []
+        #: engines that did not become ready while the cluster starts (None once it has started)
+        self._start_failures: list[BaseException] | None = []
         self.stuck_watch: StuckWatch | None = None
         if self.launcher.interrupt_timeout is not None:
             self.stuck_watch = StuckWatch(self.router, self.launcher.interrupt_timeout, self._stop_stuck_job)
@@ -175,6 +178,7 @@ class Hub:
                 raise EngineStartError(f"only {len(self.router.load)} of {self.n} engines were ready within "
                                        f"{self.start_timeout:.0f} s ({self.registrar.accepted} registered)")
             await asyncio.sleep(0.05)
+        self._start_failures = None
 
     def _admit(self, engine: Engine) -> None:
         """Connect to a started or registered engine and serve it once it answers."""
@@ -190,8 +194,10 @@ class Hub:
             await engine.wait_ready(self.session, self.start_timeout)
         except Exception as error:
             log.error("%s", error)
-            self._start_failures.append(error)
-            self._forget(engine)
+            if self._start_failures is not None:
+                self._start_failures.append(error)
+            if not engine.restartable:  # a local engine stays, for shutdown (or a restart) to stop it
+                self._forget(engine)
             return
         if self.engines.get(engine.id) is engine:
             self._add_engine(engine)
@@ -304,19 +310,43 @@ class Hub:
         asyncio.get_running_loop().remove_reader(socket.FD)
 
     def _drain(self, socket: zmq.Socket) -> None:
-        """Handle the messages waiting on ``socket``, at most DRAIN_BATCH before others get a turn.
+        """Handle the messages waiting on ``socket``, then on the sockets that handling wrote to.
 
         Each socket has its own reader, so a message costs the same with 4 or
         1,000 engines (polling every socket cost ~20 ms a message with 1,000).
         But a ZMQ socket's FD only signals a change, and a send on a socket can
-        consume the signal of messages that arrived on it meanwhile: every
-        send on a served socket goes through :meth:`_wrote`, which has the
-        socket checked again once the current callback is done.  Once a
-        second the hub's heartbeat also checks the client and registration
-        sockets (:meth:`_sweep`), in case a send on them bypassed ``_wrote``.
+        consume the signal of messages that arrived on it meanwhile: so every
+        send on a served socket goes through :meth:`_wrote`, and each socket
+        written to is checked here, once, before the loop moves on (a reply
+        sent to a client, say, is checked for the client's next request).  A
+        socket written to after its check gets another one on the loop's next
+        turn, and at most DRAIN_BATCH messages are taken from a socket at a
+        time, so one busy socket cannot starve the others.  Once a second the
+        hub's heartbeat also checks the client and registration sockets
+        (:meth:`_sweep`), in case a send on them bypassed ``_wrote``.
         """
+        if self._draining:
+            self._written.add(socket)
+            return
+        self._draining = True
+        try:
+            pending, checked = [socket], set()
+            while pending:
+                current = pending.pop()
+                checked.add(current)
+                self._handle_waiting(current)
+                for written in self._written:
+                    if written in checked:
+                        self._recheck_soon(written)
+                    else:
+                        pending.append(written)
+                self._written.clear()
+        finally:
+            self._draining = False
+
+    def _handle_waiting(self, socket: zmq.Socket) -> None:
         for _ in range(DRAIN_BATCH):
-            if socket not in self._handlers or not socket.EVENTS & zmq.POLLIN:
+            if socket not in self._handlers or not socket.get(zmq.EVENTS) & POLLIN:
                 return
             frames = socket.recv_multipart(copy=False)
             try:
@@ -325,25 +355,29 @@ class Hub:
                 log.exception("error handling a message")
             # drop big frames now, not when the next message arrives
             del frames
-        asyncio.get_running_loop().call_soon(self._drain, socket)
+        self._recheck_soon(socket)
 
     def _wrote(self, socket: zmq.Socket) -> None:
-        """Note a send on a served socket; it is checked for input right after this callback."""
-        self._written.add(socket)
-        if not self._recheck_scheduled:
-            self._recheck_scheduled = True
-            asyncio.get_running_loop().call_soon(self._recheck)
+        """Note a send on a served socket, so it is checked for input the signal of which the send took."""
+        if self._draining:
+            self._written.add(socket)
+        else:
+            self._recheck_soon(socket)
 
-    def _recheck(self) -> None:
-        self._recheck_scheduled = False
-        written, self._written = self._written, set()
-        for socket in written:
+    def _recheck_soon(self, socket: zmq.Socket) -> None:
+        self._recheck.add(socket)
+        if len(self._recheck) == 1:
+            asyncio.get_running_loop().call_soon(self._run_rechecks)
+
+    def _run_rechecks(self) -> None:
+        sockets, self._recheck = self._recheck, set()
+        for socket in sockets:
             self._drain(socket)
 
     def _sweep(self) -> None:
         """Check the sockets every client and engine writes to for input whose signal was lost."""
         for socket in (self.requests, self.registrar.socket):
-            if socket in self._handlers and socket.EVENTS & zmq.POLLIN:
+            if socket in self._handlers and socket.get(zmq.EVENTS) & POLLIN:
                 log.warning("input on %s was found by the sweep, not signalled", socket)
                 self._drain(socket)
 
