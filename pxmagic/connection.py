@@ -40,6 +40,11 @@ def log_dir(profile: str) -> Path:
     return path
 
 
+def hub_log(profile: str = "default", cluster_id: str = "") -> Path:
+    """Path of the log of the hub of cluster ``profile``/``cluster_id`` (its engines log there too)."""
+    return log_dir(profile) / f"pxmagic-hub{'-' + cluster_id if cluster_id else ''}.log"
+
+
 def client_file(profile: str = "default", cluster_id: str = "") -> Path:
     """Path of the connection file of the cluster ``profile``/``cluster_id``."""
     suffix = f"-{cluster_id}" if cluster_id else ""

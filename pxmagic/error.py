@@ -76,14 +76,18 @@ def remote_error(ename: str, evalue: str, traceback: str = "", engine_id: int | 
 class CompositeError(RemoteError):
     """Errors from a call on several engines, one :class:`RemoteError` each.
 
-    ``elist`` is the list of ``(engine_id, RemoteError)`` pairs in engine order.
+    ``elist`` is the list of ``(engine_id, RemoteError)`` pairs in engine order;
+    ``results`` the ``(engine_id, value)`` pairs of the engines that succeeded,
+    so one failed engine does not cost the others' work.
     """
 
-    def __init__(self, message: str, elist: list[tuple[int | None, RemoteError]]):
+    def __init__(self, message: str, elist: list[tuple[int | None, RemoteError]],
+                 results: list[tuple[int | None, Any]] | None = None):
         first = elist[0][1]
         super().__init__(first.ename, first.evalue, first.traceback, first.engine_id)
         self.message = message
         self.elist = elist
+        self.results = results or []
         self.args = (message, elist)
 
     def _lines(self) -> list[str]:
@@ -121,6 +125,8 @@ class CompositeError(RemoteError):
         raise self.elist[excid][1]
 
 
-def composite(errors: list[tuple[int | None, RemoteError]], method: str) -> CompositeError:
-    """Build the CompositeError of a call to ``method`` from ``(engine_id, error)`` pairs."""
-    return CompositeError(f"one or more exceptions from call to method: {method}", errors)
+def composite(errors: list[tuple[int | None, RemoteError]], method: str,
+              results: list[tuple[int | None, Any]] | None = None) -> CompositeError:
+    """Build the CompositeError of a call to ``method`` from ``(engine_id, error)`` pairs
+    and the ``(engine_id, value)`` pairs of the engines that succeeded."""
+    return CompositeError(f"one or more exceptions from call to method: {method}", errors, results)

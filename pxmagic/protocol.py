@@ -35,10 +35,8 @@ HUB_ABORT_REPLY = "hub_abort_reply"
 #: what the hub sends an engine's control channel to drop requests it has not started
 ENGINE_ABORT_REQUEST = "abort_request"
 
-#: environment variables through which the hub tells an engine its id and
-#: whether request buffers must carry signed digests
+#: environment variable through which the hub tells an engine its id
 ENGINE_ID_ENV = "PXMAGIC_ENGINE_ID"
-SIGN_BUFFERS_ENV = "PXMAGIC_SIGN_BUFFERS"
 
 #: iopub topic of the hub's own announcements (engines coming and going)
 HUB_TOPIC = b"hub.engines"
@@ -64,13 +62,27 @@ class ProtocolError(ValueError):
     """A message that does not have the shape pxmagic expects."""
 
 
+#: longest msg_id or msg_type the hub accepts (Jupyter's are uuids and short names)
+MAX_NAME_LENGTH = 256
+
+
+def check_header(header: dict) -> dict:
+    """``header`` if it has the msg_id and msg_type the hub routes by; else ProtocolError."""
+    for key in ("msg_id", "msg_type"):
+        value = header.get(key)
+        if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+            shown = repr(value) if len(repr(value)) < 60 else repr(value)[:60] + "..."
+            raise ProtocolError(f"its header's {key} is {shown}, not a string of 1 to {MAX_NAME_LENGTH} characters")
+    return header
+
+
 def engine_msg_id(request_id: str, engine_id: int) -> str:
     """The msg_id of the copy of request ``request_id`` that engine ``engine_id`` gets."""
     return f"{request_id}/{engine_id}"
 
 
 def request_metadata(
-    targets: Iterable[int] | None, buffer_digests: list[str] | None = None, balanced: bool = False
+    targets: Iterable[int] | None, buffer_digests: list[str], balanced: bool = False
 ) -> dict:
     """Metadata a client puts on a request for engines.
 
@@ -80,8 +92,7 @@ def request_metadata(
     metadata: dict[str, Any] = {"targets": None if targets is None else list(targets)}
     if balanced:
         metadata["balanced"] = True
-    if buffer_digests is not None:
-        metadata["buffer_digests"] = buffer_digests
+    metadata["buffer_digests"] = buffer_digests
     return metadata
 
 

@@ -11,7 +11,6 @@ lets ``dview['a'] = 5; dview.apply(lambda x: a + x, 1)`` find ``a``.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import io
 import pickle
@@ -157,8 +156,3 @@ def pack_call(func: Callable, args: tuple, kwargs: dict) -> list:
                     f"cannot send {label} of type {_describe(value)}: {part_error}"
                 ) from part_error
         raise SerializationError(f"cannot serialize the call: {error}") from error
-
-
-def digests(frames: Sequence[Any]) -> list[str]:
-    """SHA-256 of each buffer frame, for signing inside a message's signed part."""
-    return [hashlib.sha256(frame).hexdigest() for frame in frames]

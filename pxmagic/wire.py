@@ -17,6 +17,8 @@ from typing import Any
 
 from jupyter_client.session import Session
 
+from .protocol import ProtocolError, check_header
+
 DELIM = b"<IDS|MSG>"
 
 
@@ -39,6 +41,26 @@ def verify(session: Session, parts: list) -> bool:
 def load(frame: Any) -> Any:
     """The JSON value of one frame."""
     return json.loads(frame.bytes)
+
+
+def envelope(parts: list) -> tuple[dict, dict, dict]:
+    """Header, metadata and content of a verified message; ProtocolError says what is malformed.
+
+    A signature proves who sent a message, not that it is well formed: the
+    hub reads these parts, so each must be a JSON object of the right shape.
+    """
+    names = ("header", "parent header", "metadata", "content")
+    values = []
+    for name, frame in zip(names, parts[1:5]):
+        try:
+            value = load(frame)
+        except ValueError:
+            raise ProtocolError(f"its {name} is not JSON") from None
+        if not isinstance(value, dict):
+            raise ProtocolError(f"its {name} is a JSON {type(value).__name__}, not an object")
+        values.append(value)
+    header, _, metadata, content = values
+    return check_header(header), metadata, content
 
 
 def message(parts: list) -> dict:

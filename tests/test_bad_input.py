@@ -80,3 +80,62 @@ def test_a_hub_that_does_not_answer_times_out(tmp_path):
                                 "iopub_port": port, "key": "k", "signature_scheme": "hmac-sha256"}))
     with pytest.raises(pxmagic.TimeoutError, match="did not answer within 1"):
         Client(dead, timeout=1)
+
+
+def test_sys_exit_on_an_engine_ends_the_call_not_the_engine(rc):
+    def exit_with(status: int) -> None:
+        import sys
+
+        sys.exit(status)
+
+    with pytest.raises(RemoteError, match=r"ends the call, not the engine") as raised:
+        rc[1].apply_sync(exit_with, 3)
+    assert raised.value.ename == "SystemExit" and raised.value.engine_id == 1
+    with pytest.raises(RemoteError) as raised:
+        rc[1].execute("import sys; sys.exit(2)", block=True)
+    assert raised.value.ename == "SystemExit"
+    assert rc[:].apply_sync(lambda: "usable") == ["usable"] * len(rc.ids)
+
+
+def test_a_process_forked_on_an_engine_does_not_answer_in_its_name(rc):
+    """The parent's result comes back once; the child exits instead of using the engine's sockets."""
+    def fork_and_return() -> int:
+        import os
+
+        return os.fork()
+
+    def reap(pid: int) -> int:
+        import os
+
+        return os.waitpid(pid, 0)[1]
+
+    child = rc[2].apply_sync(fork_and_return)
+    assert isinstance(child, int) and child > 0
+    assert rc[2].apply_sync(reap, child) == 0
+    rc[2].execute("import os\nforked = os.fork()", block=True)
+    child = rc[2].pull("forked", block=True)
+    assert child > 0 and rc[2].apply_sync(reap, child) == 0
+    assert [rc[2].apply_sync(lambda i=i: i) for i in range(20)] == list(range(20))
+
+
+def test_runaway_recursion_is_a_clear_error(rc):
+    def recurse(depth: int) -> int:
+        return recurse(depth + 1)
+
+    with pytest.raises(RemoteError, match="maximum recursion depth exceeded") as raised:
+        rc[3].apply_sync(recurse, 0)
+    assert raised.value.ename == "RecursionError"
+    assert rc[3].apply_sync(lambda: "usable") == "usable"
+
+
+def test_a_result_over_a_gigabyte_arrives_whole(rc):
+    def big():
+        import numpy
+
+        return numpy.arange(2**30 // 8 + 2**20, dtype=numpy.float64)
+
+    result = rc[0].apply_async(big).get(180)
+    assert result.nbytes > 2**30
+    assert result[0] == 0 and result[-1] == result.size - 1 and result[2**29 // 8] == 2**29 // 8
+    del result
+    assert rc[0].apply_sync(lambda: "usable") == "usable"

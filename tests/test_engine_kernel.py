@@ -10,6 +10,7 @@ import pytest
 from jupyter_client import BlockingKernelClient, KernelManager
 
 from pxmagic import serialize
+from pxmagic.digest import digests
 
 
 def run_in_kernel(kc: BlockingKernelClient, code: str) -> dict:
@@ -51,8 +52,9 @@ def lone_engine():
 
 
 def apply_on(kc: BlockingKernelClient, func, *args) -> dict:
-    msg = kc.session.msg("apply_request", {})
-    msg["buffers"] = serialize.pack_call(func, args, {})
+    buffers = serialize.pack_call(func, args, {})
+    msg = kc.session.msg("apply_request", {}, metadata={"buffer_digests": digests(buffers)})
+    msg["buffers"] = buffers
     kc.shell_channel.send(msg)
     while True:
         reply = kc.get_shell_msg(timeout=30)

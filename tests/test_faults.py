@@ -1,6 +1,7 @@
 """Nothing hangs when a process dies: real engines and hubs killed mid-task."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,6 +39,7 @@ def test_a_killed_engine_fails_its_work_and_the_others_go_on(cluster):
     assert time.monotonic() - start < 5
     errors = dict(info.value.elist)
     assert list(errors) == [2] and isinstance(errors[2], EngineError)
+    assert info.value.results == [(0, "done"), (1, "done")]
     assert "engine 2 died" in errors[2].evalue and ar.msg_ids[2] in errors[2].evalue
     deadline = time.monotonic() + 5
     while 2 in rc.ids and time.monotonic() < deadline:
@@ -46,13 +48,41 @@ def test_a_killed_engine_fails_its_work_and_the_others_go_on(cluster):
     assert rc[:].apply_sync(lambda: "still here") == ["still here"] * 2
 
 
-def test_exit_inside_apply_is_an_engine_error(cluster):
+DEATHS = {
+    "os._exit": lambda: __import__("os")._exit(1),
+    "segfault": lambda: __import__("ctypes").string_at(0),
+}
+
+
+@pytest.mark.parametrize("death", DEATHS.values(), ids=DEATHS.keys())
+def test_an_engine_dying_inside_apply_is_an_engine_error(cluster, death):
     rc = cluster.connect_client()
     start = time.monotonic()
     with pytest.raises(EngineError, match="engine 1 died"):
-        rc[1].apply_sync(lambda: __import__("os")._exit(1))
+        rc[1].apply_sync(death)
     assert time.monotonic() - start < 5
     assert rc[0].apply_sync(lambda: 1) == 1
+
+
+def test_auto_restart_brings_a_dead_engine_back_with_its_id():
+    with Cluster(n=2, profile="faults", restart_engines=True) as rc:
+        rc[1].push({"before": 1}, block=True)
+        old_pid = engine_pid(rc, 1)
+        outstanding = rc[1].apply_async(lambda: __import__("time").sleep(30))
+        time.sleep(0.3)
+        os.kill(old_pid, signal.SIGKILL)
+        with pytest.raises(EngineError, match="engine 1 died"):
+            outstanding.get(5)
+        deadline = time.monotonic() + 30
+        new_pid = old_pid
+        while new_pid == old_pid and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with contextlib.suppress(IndexError, EngineError):
+                new_pid = engine_pid(rc, 1)
+        assert new_pid != old_pid and rc.ids == [0, 1]
+        with pytest.raises(RemoteError, match="before"):
+            rc[1].pull("before", block=True)
+        assert rc[:].apply_sync(lambda: "both up") == ["both up"] * 2
 
 
 def test_a_dead_hub_fails_outstanding_work_instead_of_hanging(cluster):
@@ -162,12 +192,19 @@ def malformed_messages(key: bytes, count: int, seed: int = 0) -> list[list[bytes
     return [rng.choice(makers)() for _ in range(count)]
 
 
+def refusals(log_file) -> int:
+    """How many messages the hub, and the engines it started, logged as refused."""
+    return sum(" refused " in line for line in log_file.read_text(errors="replace").splitlines())
+
+
 def test_a_thousand_malformed_messages_break_nothing(cluster):
+    """Each malformed message is refused and logged once; hub and engines keep working."""
     import zmq
 
     rc = cluster.connect_client()
     info = json.loads(rc.connection_file.read_text())
     messages = malformed_messages(info["key"].encode(), 1000)
+    before = refusals(cluster.log_file)
     with zmq.Context() as context:
         for url in (f"tcp://127.0.0.1:{info['request_port']}", engine_shell_url(rc.engine_connection_file(0))):
             with context.socket(zmq.DEALER) as sock:
@@ -175,9 +212,16 @@ def test_a_thousand_malformed_messages_break_nothing(cluster):
                 sock.connect(url)
                 for frames in messages:
                     sock.send_multipart(frames)
-                time.sleep(2)
+                deadline = time.monotonic() + 20
+                while refusals(cluster.log_file) < before + 1000 and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if url.startswith("tcp://127.0.0.1"):
+                    time.sleep(1)  # a message logged twice would show now
+                    assert refusals(cluster.log_file) - before == 1000
+        time.sleep(1)
     assert rc[:].apply_sync(lambda: "alive") == ["alive"] * len(rc.ids)
     assert rc.load_balanced_view().apply_sync(lambda: 1) == 1
+    assert info["key"] not in cluster.log_file.read_text(errors="replace")
 
 
 def test_restart_engine_gives_a_fresh_kernel_with_the_same_id(cluster):

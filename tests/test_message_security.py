@@ -10,6 +10,8 @@ import zmq
 from jupyter_client.session import Session
 
 from pxmagic import serialize
+from pxmagic.digest import digests
+from pxmagic.protocol import request_metadata
 from conftest import engine_shell_url
 
 
@@ -26,8 +28,9 @@ class Plant:
 def forged_messages(path: str, key: bytes) -> list[list[bytes]]:
     """An apply_request with a pickle that plants ``path``, and an execute_request that does too."""
     attacker = Session(key=key, signature_scheme="hmac-sha256")
-    apply_msg = attacker.msg("apply_request", {}, metadata={"targets": [0, 1, 2, 3]})
-    apply_frames = attacker.serialize(apply_msg) + [bytes(f) for f in serialize.pack(Plant(path))]
+    buffers = [bytes(f) for f in serialize.pack(Plant(path))]
+    apply_msg = attacker.msg("apply_request", {}, metadata=request_metadata([0, 1, 2, 3], digests(buffers)))
+    apply_frames = attacker.serialize(apply_msg) + buffers
     code = f"import os; os.mkdir({path + '-exec'!r})"
     execute_msg = attacker.msg("execute_request", {"code": code, "silent": False},
                                metadata={"targets": [0, 1, 2, 3]})
@@ -74,3 +77,60 @@ def test_engine_drops_messages_with_a_wrong_key(rc, tmp_path):
     send_all(engine_shell_url(rc.engine_connection_file(2)), forged_messages(target, b"wrong"))
     assert not os.path.exists(target) and not os.path.exists(target + "-exec")
     assert rc[2].apply_sync(lambda: "engine alive") == "engine alive"
+
+
+def signed_apply(key: bytes, payload: object, signed_buffers: list[bytes] | None) -> tuple[list[bytes], list[bytes]]:
+    """A correctly signed apply_request carrying ``payload``'s buffers, whose signed
+    digests are those of ``signed_buffers`` (None: no digests at all)."""
+    session = Session(key=key, signature_scheme="hmac-sha256")
+    buffers = [bytes(f) for f in serialize.pack(payload)]
+    metadata = {"targets": [1]}
+    if signed_buffers is not None:
+        metadata["buffer_digests"] = digests(signed_buffers)
+    return session.serialize(session.msg("apply_request", {}, metadata=metadata)), buffers
+
+
+def exchange(url: str, messages: list[list[bytes]], replies: int, wait: float = 10) -> list[dict]:
+    """Send ``messages`` to the hub; return the content of the replies (at most ``replies``)
+    that came within ``wait`` seconds of each other."""
+    received = []
+    with zmq.Context() as context, context.socket(zmq.DEALER) as sock:
+        sock.linger = 0
+        sock.connect(url)
+        for frames in messages:
+            sock.send_multipart(frames)
+        while len(received) < replies and sock.poll(wait * 1000):
+            frames = sock.recv_multipart()
+            received.append(json.loads(frames[frames.index(b"<IDS|MSG>") + 5]))
+    return received
+
+
+def test_buffers_swapped_under_a_signature_are_not_unpickled(rc, tmp_path):
+    """The key holder's signature covers the buffers too: other buffers under it are refused."""
+    info = json.loads(rc.connection_file.read_text())
+    url = f"tcp://127.0.0.1:{info['request_port']}"
+    key = info["key"].encode()
+    harmless = [bytes(f) for f in serialize.pack_call(len, ("abc",), {})]
+    target = str(tmp_path / "planted-by-swap")
+    swapped = signed_apply(key, Plant(target), signed_buffers=harmless)
+    unsigned = signed_apply(key, Plant(target + "-unsigned"), signed_buffers=None)
+    replies = exchange(url, [swapped[0] + swapped[1], unsigned[0] + unsigned[1]], replies=2)
+    assert [r["ename"] for r in replies] == ["PermissionError", "PermissionError"]
+    assert all("do not match their signed digests" in r["evalue"] for r in replies)
+    assert not os.path.exists(target) and not os.path.exists(target + "-unsigned")
+    assert rc[1].apply_sync(lambda: "engine alive") == "engine alive"
+
+
+def test_a_replayed_message_with_swapped_buffers_is_dropped(rc, tmp_path):
+    """A captured message sent again, with the attacker's buffers, never reaches an engine."""
+    info = json.loads(rc.connection_file.read_text())
+    url = f"tcp://127.0.0.1:{info['request_port']}"
+    session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256")
+    call = [bytes(f) for f in serialize.pack_call(len, ("abc",), {})]
+    captured = session.serialize(session.msg("apply_request", {}, metadata=request_metadata([1], digests(call))))
+    assert exchange(url, [captured + call], replies=1)[0]["status"] == "ok"
+    target = str(tmp_path / "planted-by-replay")
+    replayed = captured + [bytes(f) for f in serialize.pack(Plant(target))]
+    assert exchange(url, [replayed], replies=1, wait=3) == []
+    assert not os.path.exists(target)
+    assert rc[1].apply_sync(lambda: "engine alive") == "engine alive"

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from pxmagic import Client, Cluster, EngineError, RemoteError
+from pxmagic import Client, Cluster, CompositeError, EngineError, RemoteError
 
 if not os.environ.get("CI"):  # in CI (run-tests.sh installs both) a missing MPI must fail, not skip
     pytestmark = pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs mpiexec (openmpi-bin)")
@@ -44,10 +46,18 @@ def on_engines():
         time.sleep(seconds)
         return seconds
 
-    return rank_and_size, allreduce_of_rank_plus_one, barrier, sleep
+    def rank_0_in_a_barrier_alone():
+        from mpi4py import MPI
+
+        if MPI.COMM_WORLD.Get_rank() == 0:
+            MPI.COMM_WORLD.Barrier()
+        else:
+            sleep(60)
+
+    return rank_and_size, allreduce_of_rank_plus_one, barrier, sleep, rank_0_in_a_barrier_alone
 
 
-rank_and_size, allreduce_of_rank_plus_one, barrier, sleep = on_engines()
+rank_and_size, allreduce_of_rank_plus_one, barrier, sleep, rank_0_in_a_barrier_alone = on_engines()
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +134,27 @@ def test_an_engine_stuck_in_a_collective_stops_the_whole_job():
         while rc.ids and time.monotonic() < deadline:
             time.sleep(0.05)
         assert rc.ids == []
+
+
+def test_ctrl_c_on_a_stuck_collective_in_ipython_stops_the_job_too():
+    """The user's path: Ctrl-C in IPython during a blocking call whose rank 0 waits in a Barrier."""
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+
+    TerminalInteractiveShell.instance(simple_prompt=True, colors="nocolor")  # a session: progress bars on
+    with Cluster(n=2, engines="mpi", profile="mpi-ctrl-c", timeout=60, mpi_interrupt_timeout=2) as rc:
+        view = rc[:]
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                view.apply_sync(rank_0_in_a_barrier_alone)
+        finally:
+            timer.cancel()
+        with pytest.raises(CompositeError) as info:
+            view.history[-1].get(15)
+        errors = dict(info.value.elist)
+        assert isinstance(errors[0], EngineError) and "engine 0 did not finish within 2 s" in errors[0].evalue
+        assert errors[1].ename in ("KeyboardInterrupt", "EngineError"), errors[1]
 
 
 def test_a_rank_that_dies_fails_the_work_of_the_whole_job_at_once():

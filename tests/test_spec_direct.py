@@ -212,3 +212,24 @@ def test_track_tells_when_zmq_is_done_with_the_buffers(rc):
     assert ar.sent
     ar.get(30)
     assert rc[0].apply_sync(lambda: float(tracked.sum())) == 2_000_000.0  # noqa: F821
+
+
+def test_an_applys_output_is_complete_once_wait_for_output_says_so(dview):
+    def chatty(n):
+        from IPython.display import display
+
+        for i in range(n):
+            print(i)
+        display({"shown": n}, raw=True)
+        return n
+
+    ar = dview.apply_async(chatty, 50)
+    assert ar.get(30) == [50] * N_ENGINES
+    assert ar.wait_for_output(10)
+    expected = "".join(f"{i}\n" for i in range(50))
+    assert [ar.stdout[engine_id] for engine_id in ar.engine_ids] == [expected] * N_ENGINES
+    shown = [o for o in ar.outputs if o.msg_type == "display_data"]
+    assert sorted(o.engine_id for o in shown) == sorted(ar.engine_ids)
+    quiet = dview.apply_async(lambda: "nothing printed")
+    quiet.get(30)
+    assert quiet.wait_for_output(0) and quiet.outputs == []

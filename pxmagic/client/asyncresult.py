@@ -14,11 +14,11 @@ from concurrent import futures
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .. import serialize
+from .. import digest, serialize
 from ..error import RemoteError, TimeoutError, composite, remote_error
 
 
-def decode_reply(msg: dict, engine_id: int, sign_buffers: bool) -> tuple[Any, RemoteError | None]:
+def decode_reply(msg: dict, engine_id: int) -> tuple[Any, RemoteError | None]:
     """The value, or the error, that an engine's reply message carries."""
     content = msg["content"]
     status = content.get("status")
@@ -26,7 +26,7 @@ def decode_reply(msg: dict, engine_id: int, sign_buffers: bool) -> tuple[Any, Re
         if msg["msg_type"] != "apply_reply":
             return None, None
         buffers = msg["buffers"]
-        if sign_buffers and msg["metadata"].get("buffer_digests") != serialize.digests(buffers):
+        if not digest.matches(msg["metadata"].get("buffer_digests"), buffers):
             return None, RemoteError("PermissionError", "reply buffers do not match their signed digests",
                                      engine_id=engine_id)
         try:
@@ -120,7 +120,8 @@ class AsyncResult(futures.Future):
                 self.set_exception(next(iter(self._errors.values())))
             else:
                 ordered = [(self.engine_ids[i], self._errors[i]) for i in sorted(self._errors)]
-                self.set_exception(composite(ordered, self.method))
+                results = [(self.engine_ids[i], self._values[i]) for i in sorted(self._values)]
+                self.set_exception(composite(ordered, self.method, results))
             return
         values = [self._values[i] for i in range(len(self.msg_ids))]
         if self._join is not None:
@@ -212,16 +213,23 @@ class AsyncResult(futures.Future):
         return len(self._arrivals)
 
     def wait_interactive(self, timeout: float | None = None, interval: float = 0.2) -> bool:
-        """Wait like :meth:`wait`, showing a progress bar once the wait passes a second."""
+        """Wait like :meth:`wait`, showing a progress bar once the wait passes a second.
+
+        Ctrl-C interrupts the engines still working, as it does in :meth:`get`.
+        """
         from .progress import Progress
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        with Progress(len(self.msg_ids), self.method) as bar:
-            while not self.done():
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                futures.wait([self], timeout=interval)
-                bar.update(self.progress)
+        try:
+            with Progress(len(self.msg_ids), self.method) as bar:
+                while not self.done():
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    futures.wait([self], timeout=interval)
+                    bar.update(self.progress)
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
         return self.done()
 
     def abort(self) -> None:

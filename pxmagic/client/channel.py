@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import zmq
 
+from .. import encryption
 from ..protocol import hub_url
 
 log = logging.getLogger("pxmagic.client")
@@ -41,10 +42,13 @@ class HubChannel:
         self.last_heard = time.monotonic()
         self._requests = self.context.socket(zmq.DEALER)
         self._requests.linger = 1000
-        self._requests.connect(hub_url(info, "request_port"))
         self._output = self.context.socket(zmq.SUB)
         self._output.linger = 0
         self._output.setsockopt(zmq.SUBSCRIBE, b"")
+        if info.get("curve_serverkey"):
+            for socket in (self._requests, self._output):
+                encryption.make_client(socket, info["curve_serverkey"])
+        self._requests.connect(hub_url(info, "request_port"))
         self._output.connect(hub_url(info, "iopub_port"))
         inbox_url = f"inproc://pxmagic-client-{id(self)}"
         self._inbox = self.context.socket(zmq.PULL)

@@ -18,7 +18,7 @@ from typing import Any
 
 from jupyter_client.session import Session
 
-from .. import connection, serialize, wire
+from .. import connection, digest, wire
 from ..error import EngineError, TimeoutError, remote_error
 from ..protocol import (
     ENGINE_STATUS,
@@ -68,7 +68,6 @@ class Client:
         self.connection_file = path
         info = connection.read_client_file(path)
         self.profile = info.get("profile", profile or "default")
-        self.sign_buffers = bool(info.get("sign_buffers"))
         self.session = Session(
             key=info["key"].encode(),
             signature_scheme=info["signature_scheme"],
@@ -163,8 +162,7 @@ class Client:
         """Send requests to the hub; one AsyncResult resolves from all their replies."""
         messages, msg_ids, engine_ids = [], [], []
         for request in requests:
-            digests = serialize.digests(request.buffers) if self.sign_buffers else None
-            metadata = request_metadata(request.targets, digests, request.balanced)
+            metadata = request_metadata(request.targets, digest.digests(request.buffers), request.balanced)
             msg = self.session.msg(request.msg_type, request.content, metadata=metadata)
             request_id = msg["header"]["msg_id"]
             if request.balanced:
@@ -254,9 +252,10 @@ class Client:
         engine_id = result.engine_ids[index]
         if engine_id is None:  # a balanced task: the reply says which engine ran it
             engine_id = msg["metadata"].get("engine_id", content.get("engine_id"))
-        if content.get("ename") == "EngineError" and self._outputs.pop(parent_id, None):
+        # an engine that died sends no "idle"; a call that printed nothing says so in its reply
+        if (content.get("ename") == "EngineError" or msg["metadata"].get("quiet")) and self._outputs.pop(parent_id, None):
             result._output_finished()
-        result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.sign_buffers))
+        result._deliver(index, engine_id, *decode_reply(msg, engine_id))
 
     def _on_output(self, frames: list) -> None:
         if len(frames) == 1:  # the hub's heartbeat: hearing it was the point

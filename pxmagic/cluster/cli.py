@@ -18,7 +18,7 @@ def _start(args: argparse.Namespace) -> int:
                              args.mpi_interrupt_timeout)
     if args.daemonize:
         hub = start_hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.timeout,
-                        hub_options=options)
+                        curve=args.curve, restart_engines=args.restart_engines, hub_options=options)
         print(f"cluster started: {args.n} engines ready ({args.engines}), hub pid {hub.pid}, "
               f"connection file {connection.client_file(args.profile, args.cluster_id)}")
         return 0
@@ -28,6 +28,10 @@ def _start(args: argparse.Namespace) -> int:
             "--start-timeout", str(args.timeout), *options]
     if args.kernel_name:
         argv += ["--kernel-name", args.kernel_name]
+    if args.curve:
+        argv.append("--curve")
+    if args.restart_engines:
+        argv.append("--restart-engines")
     return hub_main(argv)
 
 
@@ -74,7 +78,13 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--daemonize", action="store_true",
                        help="run in the background; return once every engine is ready")
     start.add_argument("--ip", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
-    start.add_argument("--kernel-name", default=None, help="kernelspec that starts engines")
+    start.add_argument("--curve", action="store_true",
+                       help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
+    start.add_argument("--restart-engines", action="store_true",
+                       help="replace an engine that dies by a fresh one with the same id")
+    start.add_argument("--kernelspec", "--kernel-name", dest="kernel_name", default=None,
+                       help="kernelspec that starts engines (default: pxmagic-engine); its "
+                            "kernel provisioner, if it names one, launches them")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the engines")
     start.add_argument("--engines", choices=ENGINE_KINDS, default="local",
                        help="local: kernels on this host (default); mpi: the ranks of one mpiexec job; "

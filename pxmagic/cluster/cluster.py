@@ -4,8 +4,10 @@ from __future__ import annotations
 import atexit
 import secrets
 import subprocess
+from pathlib import Path
 from typing import Any
 
+from .. import connection
 from ..protocol import ENGINE_KINDS
 from .launcher import engine_options, start_hub, stop_hub
 
@@ -38,6 +40,8 @@ class Cluster:
         mpiexec: str | None = None,
         mpi_args: str | None = None,
         mpi_interrupt_timeout: float | None = None,
+        curve: bool = False,
+        restart_engines: bool = False,
     ):
         if n < 1:
             raise ValueError(f"a cluster needs at least one engine, not n={n}")
@@ -52,6 +56,8 @@ class Cluster:
         self.shutdown_atexit = shutdown_atexit
         self.engines = engines
         self._hub_options = engine_options(engines, heartbeat_period, mpiexec, mpi_args, mpi_interrupt_timeout)
+        self.curve = curve
+        self.restart_engines = restart_engines
         self._hub: subprocess.Popen | None = None
         self._clients: list[Any] = []
 
@@ -64,12 +70,18 @@ class Cluster:
     def running(self) -> bool:
         return self._hub is not None and self._hub.poll() is None
 
+    @property
+    def log_file(self) -> Path:
+        """Where the hub, and the engines it started, write their logs."""
+        return connection.hub_log(self.profile, self.cluster_id)
+
     def start(self) -> None:
         """Start the hub and engines; returns once every engine is ready."""
         if self.running:
             return
         self._hub = start_hub(self.n, self.profile, self.cluster_id, self.ip, self.kernel_name, self.timeout,
-                              tied_to_caller=self.shutdown_atexit, hub_options=self._hub_options)
+                              tied_to_caller=self.shutdown_atexit, curve=self.curve,
+                              restart_engines=self.restart_engines, hub_options=self._hub_options)
         if self.shutdown_atexit:
             atexit.register(self.stop)
 

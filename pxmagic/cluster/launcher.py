@@ -12,10 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import connection
+from .. import connection, encryption
 
 
 class ClusterError(RuntimeError):
@@ -44,14 +45,22 @@ def start_hub(
     kernel_name: str | None = None,
     timeout: float = 90.0,
     tied_to_caller: bool = False,
+    curve: bool = False,
+    restart_engines: bool = False,
     hub_options: Sequence[str] = (),
 ) -> subprocess.Popen:
     """Start a hub and ``n`` engines in the background; return once all are ready.
 
     ``tied_to_caller`` makes the hub stop when the calling process exits,
-    however it exits.  ``hub_options`` are more of the hub's command-line
-    options, such as those that say where engines come from (:func:`engine_options`).
+    however it exits.  ``curve`` encrypts client traffic with CurveZMQ; a hub
+    bound beyond loopback without it gets a warning.  ``restart_engines``
+    replaces an engine that dies by a fresh one with the same id.
+    ``hub_options`` are more of the hub's command-line options, such as those
+    that say where engines come from (:func:`engine_options`).
     """
+    warning = encryption.exposure_warning(ip, curve)
+    if warning:
+        warnings.warn(warning, UserWarning, stacklevel=2)
     path = connection.client_file(profile, cluster_id)
     info = _read_info(path)
     if info and connection.pid_alive(int(info.get("hub_pid", -1))):
@@ -61,7 +70,7 @@ def start_hub(
             "stop it with `pxcluster stop` first"
         )
     path.unlink(missing_ok=True)
-    log_path = connection.log_dir(profile) / f"pxmagic-hub{'-' + cluster_id if cluster_id else ''}.log"
+    log_path = connection.hub_log(profile, cluster_id)
     command = [sys.executable, "-m", "pxmagic.hub", "-n", str(n), "--profile", profile,
                "--cluster-id", cluster_id, "--ip", ip, "--start-timeout", str(timeout)]
     if kernel_name:
@@ -69,6 +78,10 @@ def start_hub(
     command += hub_options
     if tied_to_caller:
         command += ["--parent-pid", str(os.getpid())]
+    if curve:
+        command.append("--curve")
+    if restart_engines:
+        command.append("--restart-engines")
     # glibc >= 2.35 backs large malloc'd blocks (every big ZMQ frame) with transparent huge pages:
     # far fewer page faults per received array; other libcs and older glibcs ignore it
     env = {**os.environ, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")}

@@ -99,11 +99,9 @@ class EngineApp(IPKernelApp):
             self.exit(1)
         os.environ[ENGINE_ID_ENV] = str(engine_id)
         self.kernel.engine_id = engine_id
-        self.kernel.sign_buffers = bool(self.engine_file.get("sign_buffers"))
         self.log.info("registered with the hub as engine %d", engine_id)
         signal.signal(signal.SIGTERM, self._terminate)
-        HubWatch(self.engine_file["hub_iopub"], float(self.engine_file.get("hub_timeout", 10.0)),
-                 self._hub_gone).start()
+        HubWatch(self.engine_file, float(self.engine_file.get("hub_timeout", 10.0)), self._hub_gone).start()
 
     def _hub_gone(self, silence: float) -> None:
         self.log.critical("the hub has been silent for %.0f s; this engine exits", silence)

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import zmq
 from jupyter_client.session import Session
 
-from .. import wire
+from .. import encryption, wire
 from ..protocol import (
     HUB_HEARTBEAT_TOPIC,
     REGISTRATION_REPLY,
@@ -90,6 +90,8 @@ def register(
                                    connection_file)
     with zmq.Context() as context, context.socket(zmq.DEALER) as dealer:
         dealer.linger = 0
+        if engine_file.get("curve_serverkey"):
+            encryption.make_client(dealer, engine_file["curve_serverkey"])
         dealer.connect(engine_file["registration"])
         msg = session.msg(REGISTRATION_REQUEST, content)
         dealer.send_multipart(session.serialize(msg))
@@ -118,9 +120,10 @@ class HubWatch(threading.Thread):
     longer, never make it run anything.
     """
 
-    def __init__(self, hub_iopub: str, timeout: float, on_gone: Callable[[float], None]):
+    def __init__(self, engine_file: dict, timeout: float, on_gone: Callable[[float], None]):
         super().__init__(name="pxmagic-hub-watch", daemon=True)
-        self.hub_iopub = hub_iopub
+        self.hub_iopub = engine_file["hub_iopub"]
+        self.curve_serverkey = engine_file.get("curve_serverkey")
         self.timeout = timeout
         self.on_gone = on_gone
 
@@ -129,6 +132,8 @@ class HubWatch(threading.Thread):
         beats = context.socket(zmq.SUB)
         beats.linger = 0
         beats.setsockopt(zmq.SUBSCRIBE, HUB_HEARTBEAT_TOPIC)
+        if self.curve_serverkey:
+            encryption.make_client(beats, self.curve_serverkey)
         beats.connect(self.hub_iopub)
         last_heard = time.monotonic()
         while (silence := time.monotonic() - last_heard) < self.timeout:

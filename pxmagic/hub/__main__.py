@@ -1,4 +1,4 @@
-"""``python -m pxmagic.hub -n 4 [--engines local|mpi|external] [--profile NAME] [--cluster-id ID] [--ip IP]``."""
+"""``python -m pxmagic.hub -n 4 [--engines local|mpi|external] [--profile NAME] [--cluster-id ID] [--ip IP [--curve]]``."""
 from __future__ import annotations
 
 import argparse
@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="default", help="IPython profile (default: default)")
     parser.add_argument("--cluster-id", default="", help="name that tells clusters of one profile apart")
     parser.add_argument("--ip", default="127.0.0.1", help="interface the hub binds (default: 127.0.0.1)")
+    parser.add_argument("--curve", action="store_true",
+                        help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
+    parser.add_argument("--restart-engines", action="store_true",
+                        help="replace a local engine that dies by a fresh one with the same id")
     parser.add_argument("--kernel-name", default=KERNEL_NAME, help="kernelspec that starts local engines")
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds for engines to start")
     parser.add_argument("--parent-pid", type=int, default=None,
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--heartbeat-period must be positive")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
-              args.parent_pid, make_launcher(args), args.heartbeat_period)
+              args.parent_pid, args.curve, args.restart_engines, make_launcher(args), args.heartbeat_period)
     try:
         asyncio.run(hub.run())
     except EngineStartError as error:

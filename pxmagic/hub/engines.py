@@ -30,7 +30,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
 from .. import wire
-from ..protocol import ENGINE_ID_ENV, SIGN_BUFFERS_ENV, kernel_url
+from ..protocol import ENGINE_ID_ENV, kernel_url
 
 KERNEL_NAME = "pxmagic-engine"
 
@@ -192,7 +192,6 @@ class LocalEngine(Engine):
         session: Session,
         connection_dir: Path,
         kernel_name: str = KERNEL_NAME,
-        sign_buffers: bool = False,
     ) -> LocalEngine:
         """Start an engine kernel through jupyter_client, sharing ``session``'s key.
 
@@ -213,7 +212,7 @@ class LocalEngine(Engine):
         )
         manager.session.key = session.key
         manager.session.signature_scheme = session.signature_scheme
-        env = {**os.environ, ENGINE_ID_ENV: str(engine_id), SIGN_BUFFERS_ENV: "1" if sign_buffers else "0"}
+        env = {**os.environ, ENGINE_ID_ENV: str(engine_id)}
         try:
             await manager.start_kernel(env=env)
         except NoSuchKernel:

@@ -14,6 +14,7 @@ noticed differs (kernel manager, heartbeats, the end of its job).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -26,7 +27,7 @@ from typing import Any
 import zmq
 from jupyter_client.session import Session
 
-from .. import connection, wire
+from .. import connection, encryption, wire
 from ..protocol import (
     CONTROL_REQUESTS,
     ENGINE_ABORT_REQUEST,
@@ -79,6 +80,8 @@ class Hub:
         kernel_name: str = KERNEL_NAME,
         start_timeout: float = 60.0,
         parent_pid: int | None = None,
+        curve: bool = False,
+        restart_engines: bool = False,
         launcher: Launcher | None = None,
         heartbeat_period: float = DEFAULT_PERIOD,
     ):
@@ -89,7 +92,8 @@ class Hub:
         self.kernel_name = kernel_name
         self.start_timeout = start_timeout
         self.parent_pid = parent_pid
-        self.sign_buffers = ip not in ("127.0.0.1", "localhost", "::1")
+        #: replace an engine that dies by a fresh kernel with the same id
+        self.restart_engines = restart_engines
         self.session = Session(
             key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256", username="pxmagic-hub"
         )
@@ -104,6 +108,11 @@ class Hub:
         self.requests.sndhwm = 0
         self.publisher = self.context.socket(zmq.PUB)
         self.publisher.sndhwm = 0
+        self.curve_public: bytes | None = None
+        if curve:
+            self.curve_public, secret = encryption.server_keys()
+            for socket in (self.requests, self.publisher, self.registrar.socket):
+                encryption.make_server(socket, self.curve_public, secret)
         self.router = Router()
         # every socket the hub reads, and what handles its messages; see _drain
         self._handlers: dict[zmq.Socket, Callable[[list], None]] = {}
@@ -129,10 +138,14 @@ class Hub:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
+        warning = encryption.exposure_warning(self.ip, self.curve_public is not None)
+        if warning:
+            log.warning("%s", warning)
         request_port = self.requests.bind_to_random_port(f"tcp://{self.ip}")
         iopub_port = self.publisher.bind_to_random_port(f"tcp://{self.ip}")
         hub_iopub = f"tcp://{self.ip}:{iopub_port}"
-        self.registrar.start(self.ip, hub_iopub, self.sign_buffers, HUB_SILENCE_PERIODS * HUB_HEARTBEAT_PERIOD,
+        self.registrar.start(self.ip, hub_iopub, HUB_SILENCE_PERIODS * HUB_HEARTBEAT_PERIOD,
+                             curve_serverkey=self.curve_public.decode() if self.curve_public else None,
                              profile=self.profile, cluster_id=self.cluster_id, hub_pid=os.getpid())
         self._serve(self.registrar.socket, self.registrar.handle)
         self._tasks.append(asyncio.create_task(self._beat()))
@@ -146,7 +159,7 @@ class Hub:
                 "iopub_port": iopub_port,
                 "key": self.session.key.decode(),
                 "signature_scheme": self.session.signature_scheme,
-                "sign_buffers": self.sign_buffers,
+                "curve_serverkey": self.curve_public.decode() if self.curve_public else None,
                 "hub_pid": os.getpid(),
                 "profile": self.profile,
                 "cluster_id": self.cluster_id,
@@ -163,7 +176,7 @@ class Hub:
     async def _start_engines(self) -> None:
         """Have the launcher start ``n`` engines; return once ``n`` are ready, or raise why not."""
         context = LaunchContext(self.session, connection.security_dir(self.profile), self.registrar.path,
-                                self.sign_buffers, self._admit, self.registrar.reserve)
+                                self._admit, self.registrar.reserve)
         deadline = asyncio.get_running_loop().time() + self.start_timeout
         await self.launcher.start(self.n, context)
         self._tasks.append(asyncio.create_task(self._watch_launcher()))
@@ -246,8 +259,9 @@ class Hub:
         """Replace an engine (alive or dead) by a fresh kernel with the same id."""
         engine = self.engines.get(engine_id) if isinstance(engine_id, int) else None
         if engine is None:
-            content = error_content("IndexError", f"no engine {engine_id!r}: engines are {sorted(self.engines)}")
-            self._reply(client, HUB_RESTART_REPLY, header, content)
+            reason = f"no engine {engine_id!r}: engines are {sorted(self.engines)}"
+            self._refuse(f"{header['msg_type']} {header['msg_id']}", reason)
+            self._reply(client, HUB_RESTART_REPLY, header, error_content("IndexError", reason))
             return
         if not engine.restartable:
             evalue = (f"engine {engine_id} registered itself (from {getattr(engine, 'host', '?')}); the hub "
@@ -259,17 +273,25 @@ class Hub:
         if engine_id in self.router.load:
             self._send_failures(self.router.remove_engine(engine_id, "was restarted"))
             self._announce(engine_id, "dead")
+        try:
+            await self._replace(engine)
+        except Exception as error:
+            self._reply(client, HUB_RESTART_REPLY, header, error_content(type(error).__name__, str(error)))
+            return
+        self._reply(client, HUB_RESTART_REPLY, header, {"status": "ok"})
+
+    async def _replace(self, engine: Engine) -> None:
+        """Start a fresh kernel in place of ``engine``, whose work has already been failed."""
         for socket in (engine.shell, engine.control, engine.iopub):
             self._unserve(socket)
         try:
             fresh = await engine.restart(self.session, self.start_timeout)
-        except Exception as error:
-            log.exception("engine %d did not restart", engine_id)
-            self._reply(client, HUB_RESTART_REPLY, header, error_content(type(error).__name__, str(error)))
-            return
-        self.engines[engine_id] = fresh
+        except Exception:
+            log.exception("engine %d did not restart", engine.id)
+            raise
+        self.engines[engine.id] = fresh
         self._add_engine(fresh)
-        self._reply(client, HUB_RESTART_REPLY, header, {"status": "ok"})
+        log.info("engine %d restarted", engine.id)
 
     async def _shutdown(self) -> None:
         for task in [*self._tasks, *self._watchers.values(), *self._starting]:
@@ -381,41 +403,55 @@ class Hub:
                 log.warning("input on %s was found by the sweep, not signalled", socket)
                 self._drain(socket)
 
-    def _reject(self, what: str) -> None:
+    def _refuse(self, what: str, reason: str) -> None:
+        """Log (once) and count a message the hub will not act on."""
         self.rejected_messages += 1
-        log.warning("dropped %s with a bad signature (%d so far)", what, self.rejected_messages)
+        log.warning("refused %s (%d so far): %s", what, self.rejected_messages, reason)
+
+    def _refuse_request(self, client: bytes, header: dict, reply_type: str, reason: str) -> None:
+        """Refuse a signed, well-formed request, and tell its sender why."""
+        self._refuse(f"{header['msg_type']} {header['msg_id']}", reason)
+        self._reply(client, reply_type, header, error_content("ProtocolError", reason))
 
     # -- clients ------------------------------------------------------------
     def _handle_client_message(self, frames: list) -> None:
-        idents, parts = self.session.feed_identities(frames, copy=False)
+        try:
+            idents, parts = self.session.feed_identities(frames, copy=False)
+        except ValueError:
+            self._refuse("a client message", "it has no <IDS|MSG> delimiter")
+            return
         if not idents or not wire.verify(self.session, parts):
-            self._reject("a client message")
+            self._refuse("a client message", "its signature is missing, wrong or replayed")
+            return
+        try:
+            header, metadata, content = wire.envelope(parts)
+        except ProtocolError as error:
+            self._refuse("a signed client message", str(error))
             return
         client = idents[0]
-        header = wire.load(parts[1])
         msg_type = header["msg_type"]
         if msg_type in ENGINE_REQUESTS:
-            self._forward_request(client, header, parts)
+            self._forward_request(client, header, metadata, parts)
         elif msg_type == HUB_INFO_REQUEST:
             self._reply(client, HUB_INFO_REPLY, header, self._hub_info())
         elif msg_type == HUB_SHUTDOWN_REQUEST:
             self._reply(client, HUB_SHUTDOWN_REPLY, header, {"status": "ok"})
             self._stopping.set()
         elif msg_type == HUB_RESTART_REQUEST:
-            engine_id = wire.load(parts[4]).get("engine_id")
+            engine_id = content.get("engine_id")
             self._tasks.append(asyncio.create_task(self._restart_engine(client, header, engine_id)))
         elif msg_type == HUB_ABORT_REQUEST:
-            self._abort(client, header, wire.load(parts[4]))
+            self._abort(client, header, content)
         else:
-            content = error_content("ProtocolError", f"the hub does not handle {msg_type!r} messages")
-            self._reply(client, msg_type.replace("_request", "_reply"), header, content)
+            reply_type = msg_type.removesuffix("_request") + "_reply"
+            self._refuse_request(client, header, reply_type, f"the hub does not handle {msg_type!r} messages")
 
-    def _forward_request(self, client: bytes, header: dict, parts: list) -> None:
+    def _forward_request(self, client: bytes, header: dict, metadata: dict, parts: list) -> None:
+        reply_type = ENGINE_REQUESTS[header["msg_type"]]
         try:
-            targets, balanced = request_routing(wire.load(parts[3]))
+            targets, balanced = request_routing(metadata)
         except ProtocolError as error:
-            reply_type = ENGINE_REQUESTS[header["msg_type"]]
-            self._reply(client, reply_type, header, error_content("ProtocolError", str(error)))
+            self._refuse_request(client, header, reply_type, str(error))
             return
         # parent, metadata, content and buffers go to the engines as received
         payload = parts[2:]
@@ -424,6 +460,8 @@ class Hub:
         else:
             routing = self.router.route_request(client, header, targets, payload)
         self._deliver(routing.deliveries)
+        if routing.failures:
+            self._refuse(f"{header['msg_type']} {header['msg_id']}", "it names an engine that does not exist")
         self._send_failures(routing.failures)
         if header["msg_type"] == INTERRUPT_REQUEST and self.stuck_watch is not None and not balanced:
             self.stuck_watch.interrupted(targets)
@@ -433,7 +471,7 @@ class Hub:
         try:
             msg_ids = abort_msg_ids(content)
         except ProtocolError as error:
-            self._reply(client, HUB_ABORT_REPLY, header, error_content("ProtocolError", str(error)))
+            self._refuse_request(client, header, HUB_ABORT_REPLY, str(error))
             return
         aborted, by_engine = self.router.abort(msg_ids)
         self._send_failures(aborted)
@@ -473,7 +511,7 @@ class Hub:
     def _handle_engine_reply(self, engine: Engine, frames: list) -> None:
         _, parts = self.session.feed_identities(frames, copy=False)
         if not wire.verify(self.session, parts):
-            self._reject(f"a reply from engine {engine.id}")
+            self._refuse(f"a reply from engine {engine.id}", "its signature is missing, wrong or replayed")
             return
         client, freed = self.router.on_reply(wire.load(parts[2]).get("msg_id", ""))
         if client is not None:
@@ -507,3 +545,6 @@ class Hub:
         if not engine.restartable:
             self._watchers.pop(engine.id, None)
             self._forget(engine)
+        elif self.restart_engines:
+            with contextlib.suppress(Exception):  # _replace logged it; the engine stays gone
+                await self._replace(engine)

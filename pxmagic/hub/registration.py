@@ -177,7 +177,7 @@ class Registrar:
         self.accepted = 0
         self.rejected = 0
 
-    def start(self, ip: str, hub_iopub: str, sign_buffers: bool, hub_timeout: float, **extra: object) -> str:
+    def start(self, ip: str, hub_iopub: str, hub_timeout: float, **extra: object) -> str:
         """Bind the registration socket and write the engine file; return the socket's address."""
         port = self.socket.bind_to_random_port(f"tcp://{ip}")
         url = f"tcp://{ip}:{port}"
@@ -186,7 +186,6 @@ class Registrar:
             "hub_iopub": hub_iopub,
             "key": self.session.key.decode(),
             "signature_scheme": self.session.signature_scheme,
-            "sign_buffers": sign_buffers,
             "hub_timeout": hub_timeout,
             **extra,
         })

@@ -36,7 +36,6 @@ class LaunchContext:
     security_dir: Path
     #: the engine registration file that engines started outside the hub read
     engine_file: Path
-    sign_buffers: bool
     #: hand an engine the hub should connect to and wait for
     admit: Callable[[Any], None]
     #: reserve engine ids for the ranks of a job: ``reserve(job, size) -> ids``

@@ -23,7 +23,7 @@ class LocalLauncher(Launcher):
 
     async def start(self, n: int, context: LaunchContext) -> None:
         starts = [
-            LocalEngine.start(i, context.session, context.security_dir, self.kernel_name, context.sign_buffers)
+            LocalEngine.start(i, context.session, context.security_dir, self.kernel_name)
             for i in range(n)
         ]
         results = await asyncio.gather(*starts, return_exceptions=True)
