@@ -57,6 +57,12 @@ def engine_file(profile: str = "default", cluster_id: str = "") -> Path:
     return security_dir(profile) / f"{ENGINE_FILE_PREFIX}{suffix}.json"
 
 
+def results_file(profile: str = "default", cluster_id: str = "") -> Path:
+    """Path of the SQLite file in which the hub of ``--store sqlite`` keeps results."""
+    suffix = f"-{cluster_id}" if cluster_id else ""
+    return profile_dir(profile) / "pxmagic" / f"results{suffix}.sqlite"
+
+
 def write_secret_json(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` readable by its owner only, replacing it atomically."""
     tmp = path.with_name(path.name + ".tmp")

@@ -32,6 +32,15 @@ HUB_RESTART_REQUEST = "hub_restart_request"
 HUB_RESTART_REPLY = "hub_restart_reply"
 HUB_ABORT_REQUEST = "hub_abort_request"
 HUB_ABORT_REPLY = "hub_abort_reply"
+#: ask the hub for results it keeps (any client's), and to forget some of them
+HUB_RESULT_REQUEST = "hub_result_request"
+HUB_RESULT_REPLY = "hub_result_reply"
+HUB_PURGE_REQUEST = "hub_purge_request"
+HUB_PURGE_REPLY = "hub_purge_reply"
+#: what the hub knows of a result asked for: it holds it, it is still to come, or it has none
+RESULT_DONE = "done"
+RESULT_PENDING = "pending"
+RESULT_MISSING = "missing"
 #: what the hub sends an engine's control channel to drop requests it has not started
 ENGINE_ABORT_REQUEST = "abort_request"
 
@@ -113,10 +122,60 @@ def request_routing(metadata: dict) -> tuple[list[int] | None, bool]:
 
 def abort_msg_ids(content: dict) -> list[str]:
     """The msg_ids a client asks to abort; raises ProtocolError if they are malformed."""
-    msg_ids = content.get("msg_ids")
+    return _msg_id_list(content.get("msg_ids"), "an abort request")
+
+
+def result_msg_ids(content: dict) -> list[str]:
+    """The msg_ids whose results a client asks the hub for; raises ProtocolError if malformed."""
+    return _msg_id_list(content.get("msg_ids"), "a result request")
+
+
+def _msg_id_list(msg_ids: Any, request: str) -> list[str]:
     if not isinstance(msg_ids, list) or not all(isinstance(m, str) for m in msg_ids):
-        raise ProtocolError(f"an abort request needs a list of msg_ids, not {msg_ids!r}")
+        raise ProtocolError(f"{request} needs a list of msg_ids, not {msg_ids!r}")
     return msg_ids
+
+
+def purge_selection(content: dict) -> tuple[bool, list[str], list[int]]:
+    """``(everything, msg_ids, engine_ids)`` of a purge request; raises ProtocolError if malformed."""
+    everything = content.get("all", False) is True
+    msg_ids = _msg_id_list(content.get("msg_ids", []), "a purge request")
+    engine_ids = content.get("engine_ids", [])
+    if not isinstance(engine_ids, list) or not all(isinstance(e, int) and not isinstance(e, bool)
+                                                   for e in engine_ids):
+        raise ProtocolError(f"a purge request's engine_ids must be a list of integers, not {engine_ids!r}")
+    return everything, msg_ids, engine_ids
+
+
+def stored_results_message(found: Iterable[tuple[str, str, int | None, list]]) -> tuple[dict, list]:
+    """Content and buffers of a ``hub_result_reply``.
+
+    ``found`` holds ``(msg_id, state, engine_id, parts)``: ``parts`` are the
+    result's own signed frames (signature, header, parent, metadata, content,
+    buffers) as the engine sent them, empty unless the state is RESULT_DONE.
+    They travel untouched as this reply's buffers, one result after another,
+    so the client checks and reads them as it does any reply.
+    """
+    entries, buffers = [], []
+    for msg_id, state, engine_id, parts in found:
+        entries.append({"msg_id": msg_id, "state": state, "engine_id": engine_id, "frames": len(parts)})
+        buffers.extend(parts)
+    return {"status": "ok", "results": entries}, buffers
+
+
+def split_stored_results(content: dict, frames: list) -> list[tuple[dict, list]]:
+    """Each entry of a ``hub_result_reply`` with its frames; the inverse of :func:`stored_results_message`."""
+    entries = content.get("results")
+    if not isinstance(entries, list):
+        raise ProtocolError(f"a result reply needs a 'results' list, not {entries!r}")
+    split, offset = [], 0
+    for entry in entries:
+        count = entry.get("frames", 0) if isinstance(entry, dict) else None
+        if not isinstance(count, int) or count < 0 or offset + count > len(frames):
+            raise ProtocolError(f"a result reply's entry {entry!r} does not match its {len(frames)} frames")
+        split.append((entry, frames[offset:offset + count]))
+        offset += count
+    return split
 
 
 def per_engine_header(header: dict, engine_id: int) -> dict:

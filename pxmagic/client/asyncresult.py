@@ -129,6 +129,11 @@ class AsyncResult(futures.Future):
         else:
             self.set_result(values[0] if self._single else values)
 
+    def _slot_outcome(self, index: int) -> tuple[int | None, Any, RemoteError | None]:
+        """``(engine_id, value, error)`` of a filled slot."""
+        with self._lock:
+            return self.engine_ids[index], self._values.get(index), self._errors.get(index)
+
     def _slot_value(self, index: int) -> Any:
         """The value of one slot once it is filled (its error is raised)."""
         with self._changed:

@@ -11,6 +11,7 @@ import logging
 import time
 import weakref
 from concurrent import futures
+from functools import partial
 from pathlib import Path
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -19,17 +20,24 @@ from typing import Any
 from jupyter_client.session import Session
 
 from .. import connection, digest, wire
-from ..error import EngineError, TimeoutError, remote_error
+from ..error import EngineError, RemoteError, TimeoutError, remote_error
 from ..protocol import (
     ENGINE_STATUS,
     HUB_ABORT_REQUEST,
     HUB_INFO_REQUEST,
+    HUB_PURGE_REQUEST,
     HUB_RESTART_REQUEST,
+    HUB_RESULT_REPLY,
+    HUB_RESULT_REQUEST,
     HUB_SHUTDOWN_REQUEST,
     HUB_TOPIC,
     INTERRUPT_REQUEST,
+    RESULT_DONE,
+    RESULT_MISSING,
+    ProtocolError,
     engine_msg_id,
     request_metadata,
+    split_stored_results,
     topic_engine,
 )
 from .asyncresult import AsyncResult, Output, decode_reply
@@ -52,7 +60,7 @@ class Client:
     file of ``profile`` (default ``"default"``) and ``cluster_id`` is used.
     """
 
-    #: how many msg_ids' results :meth:`get_result` can still find
+    #: how many msg_ids' results :meth:`get_result` finds here, without asking the hub
     max_results = 10_000
     _latest: weakref.ref | None = None
 
@@ -189,13 +197,61 @@ class Client:
         if len(self.results) > self.max_results:
             self.results.popitem(last=False)
 
-    def get_result(self, msg_id: str) -> AsyncResult:
-        """The AsyncResult of an earlier request, by any of its msg_ids."""
-        try:
+    def get_result(self, msg_ids: str | Iterable[str], timeout: float = 10.0) -> AsyncResult:
+        """The AsyncResult of an earlier request by one of its msg_ids, or of several msg_ids.
+
+        A result of this client's last :attr:`max_results` requests is here
+        already.  Any other (another client's, one that client never received
+        because it died, one purged here) comes from the hub, which keeps
+        results (``python -m pxmagic.hub --help``): the AsyncResult completes
+        at once if the work is done, else when it is.  KeyError names the
+        msg_ids the hub has no result for: never submitted, culled or purged.
+        """
+        single = isinstance(msg_ids, str)
+        wanted = [msg_ids] if single else list(msg_ids)
+        if single and msg_ids in self.results:
+            return self.results[msg_ids]
+        if not wanted or not all(isinstance(m, str) for m in wanted) or len(set(wanted)) != len(wanted):
+            raise ValueError(f"get_result needs a msg_id or a list of distinct msg_ids, not {msg_ids!r}")
+        result = AsyncResult(wanted, [None] * len(wanted), single, "get_result")
+        for _ in wanted:  # the output went to whoever submitted the work
+            result._output_finished()
+        remote = {}
+        for index, msg_id in enumerate(wanted):
+            local = self._local_result(msg_id)
+            if local is None:
+                remote[msg_id] = index
+            else:
+                local.add_done_callback(partial(_copy_slot, local.msg_ids.index(msg_id), result, index))
+        if remote:
+            self._fetch(result, remote, timeout)
+        for msg_id in remote:
+            self._remember(msg_id, result)
+        return result
+
+    def _local_result(self, msg_id: str) -> AsyncResult | None:
+        if msg_id in self.results:
             return self.results[msg_id]
-        except KeyError:
-            raise KeyError(f"no result with msg_id {msg_id!r} in this client's last "
-                           f"{self.max_results} requests") from None
+        entry = self._pending.get(msg_id)
+        return None if entry is None else entry[0]
+
+    def _fetch(self, result: AsyncResult, slots: dict[str, int], timeout: float) -> None:
+        """Ask the hub for the results of ``slots`` (msg_id -> slot index of ``result``)."""
+        for msg_id, index in slots.items():
+            self._pending[msg_id] = (result, index)
+        try:
+            content = self._hub_request(HUB_RESULT_REQUEST, timeout, {"msg_ids": list(slots)})["content"]
+            if content.get("status") != "ok":
+                raise remote_error(content.get("ename", "Error"), content.get("evalue", ""))
+            missing = [e["msg_id"] for e in content["results"] if e["state"] == RESULT_MISSING]
+            if missing:
+                raise KeyError(f"no result with msg_id {', '.join(map(repr, missing))} in this client or in "
+                               "the hub: never submitted, or culled or purged from the hub's result store")
+        except BaseException:
+            for msg_id in slots:
+                if self._pending.get(msg_id, (None,))[0] is result:
+                    del self._pending[msg_id]
+            raise
 
     def purge_local_results(self, jobs: Any = "all") -> None:
         """Forget finished results kept for :meth:`get_result` (``"all"``, or some of them)."""
@@ -205,6 +261,53 @@ class Client:
             finished = [mid for result in self._results_of(jobs) for mid in result.msg_ids]
         for msg_id in finished:
             self.results.pop(msg_id, None)
+
+    def purge_results(self, jobs: Any = None, targets: int | Iterable[int] | None = None,
+                      timeout: float = 10.0) -> None:
+        """Free results kept in the hub and here.
+
+        ``jobs`` is ``"all"``, or msg_ids and AsyncResults; ``targets`` (an
+        engine id or a list of them) frees every result of those engines.
+        Work still running is unaffected: the hub keeps its result when it comes.
+        """
+        if jobs is None and targets is None:
+            raise ValueError("purge_results needs jobs ('all', msg_ids or AsyncResults) or targets (engine ids)")
+        request: dict[str, Any] = {}
+        if isinstance(jobs, str) and jobs == "all":
+            request["all"] = True
+        elif jobs is not None:
+            request["msg_ids"] = self._msg_ids_of(jobs)
+        if targets is not None:
+            engine_ids = [targets] if isinstance(targets, int) else list(targets)
+            if not all(isinstance(e, int) and not isinstance(e, bool) for e in engine_ids):
+                raise TypeError(f"targets must be an engine id or a list of engine ids, not {targets!r}")
+            request["engine_ids"] = engine_ids
+        content = self._hub_request(HUB_PURGE_REQUEST, timeout, request)["content"]
+        if content.get("status") != "ok":
+            raise remote_error(content.get("ename", "Error"), content.get("evalue", ""))
+        if request.get("all"):
+            self.purge_local_results("all")
+            return
+        doomed = set(request.get("msg_ids", []))
+        engines = set(request.get("engine_ids", []))
+        for result in {id(r): r for r in self.results.values()}.values():
+            if result.done():
+                doomed.update(m for m, e in zip(result.msg_ids, result.engine_ids) if e in engines)
+        for msg_id in doomed:
+            self.results.pop(msg_id, None)
+
+    def _msg_ids_of(self, jobs: Any) -> list[str]:
+        if isinstance(jobs, (str, AsyncResult)):
+            jobs = [jobs]
+        msg_ids = []
+        for job in jobs:
+            if isinstance(job, AsyncResult):
+                msg_ids += job.msg_ids
+            elif isinstance(job, str):
+                msg_ids.append(job)
+            else:
+                raise TypeError(f"jobs are msg_ids or AsyncResults, not {job!r}")
+        return msg_ids
 
     def _hub_request(self, msg_type: str, timeout: float, content: dict | None = None) -> dict:
         msg = self.session.msg(msg_type, content or {})
@@ -239,17 +342,49 @@ class Client:
         if msg is None:
             return
         parent_id = msg["parent_header"].get("msg_id")
+        stored = msg["msg_type"] == HUB_RESULT_REPLY
+        if stored:  # before the hub_reply below: get_result must find these delivered
+            self._on_stored_results(msg["content"], parts[5:])
         hub_reply = self._hub_requests.get(parent_id)
         if hub_reply is not None:
             hub_reply.set_result(msg)
+        elif not stored:
+            self._complete(msg)
+
+    def _on_stored_results(self, content: dict, frames: list) -> None:
+        """Deliver the results a ``hub_result_reply`` carries: replies as their engines signed them."""
+        try:
+            entries = split_stored_results(content, frames)
+        except ProtocolError as error:
+            self.rejected_messages += 1
+            log.warning("dropped a result reply from the hub: %s", error)
             return
+        for entry, parts in entries:
+            if entry["state"] != RESULT_DONE:
+                continue
+            if wire.signed(self.session, parts):
+                self._complete(wire.message(parts), entry.get("engine_id"))
+                continue
+            self.rejected_messages += 1
+            log.warning("dropped the stored result of %s: bad signature", entry["msg_id"])
+            waiting = self._pending.pop(entry["msg_id"], None)
+            if waiting is not None:
+                result, index = waiting
+                error = RemoteError("PermissionError", f"the stored result of {entry['msg_id']} is not signed "
+                                    "with this cluster's key", engine_id=entry.get("engine_id"))
+                result._deliver(index, entry.get("engine_id"), None, error)
+
+    def _complete(self, msg: dict, engine_id: int | None = None) -> None:
+        """Fill the AsyncResult slot that waits for this reply."""
+        parent_id = msg["parent_header"].get("msg_id")
         entry = self._pending.pop(parent_id, None)
         if entry is None:
             log.debug("reply to unknown request %s", parent_id)
             return
         result, index = entry
         content = msg["content"]
-        engine_id = result.engine_ids[index]
+        if engine_id is None:
+            engine_id = result.engine_ids[index]
         if engine_id is None:  # a balanced task: the reply says which engine ran it
             engine_id = msg["metadata"].get("engine_id", content.get("engine_id"))
         # an engine that died sends no "idle"; a call that printed nothing says so in its reply
@@ -378,3 +513,8 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<pxmagic.Client {self.connection_file} engines={self.ids}>"
+
+
+def _copy_slot(source_index: int, target: AsyncResult, index: int, source: AsyncResult) -> None:
+    """Fill slot ``index`` of ``target`` with what slot ``source_index`` of ``source`` got."""
+    target._deliver(index, *source._slot_outcome(source_index))

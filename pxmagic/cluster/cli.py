@@ -6,6 +6,8 @@ import sys
 
 from .. import connection
 from ..error import PxError
+from ..hub.archive import ArchiveError
+from ..hub.store import StoreOptions, options_from_arguments, store_arguments
 from ..protocol import ENGINE_KINDS
 from .launcher import ClusterError, engine_options, start_hub, stop_hub
 
@@ -14,11 +16,16 @@ def _start(args: argparse.Namespace) -> int:
     if args.n < 1:
         print("pxcluster: -n must be at least 1", file=sys.stderr)
         return 2
+    try:
+        store = options_from_arguments(args)
+    except ValueError as error:
+        print(f"pxcluster: {error}", file=sys.stderr)
+        return 2
     options = engine_options(args.engines, args.heartbeat_period, args.mpiexec, args.mpi_args,
                              args.mpi_interrupt_timeout)
     if args.daemonize:
         hub = start_hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.timeout,
-                        curve=args.curve, restart_engines=args.restart_engines, hub_options=options)
+                        curve=args.curve, restart_engines=args.restart_engines, store=store, hub_options=options)
         print(f"cluster started: {args.n} engines ready ({args.engines}), hub pid {hub.pid}, "
               f"connection file {connection.client_file(args.profile, args.cluster_id)}")
         return 0
@@ -32,6 +39,8 @@ def _start(args: argparse.Namespace) -> int:
         argv.append("--curve")
     if args.restart_engines:
         argv.append("--restart-engines")
+    if store != StoreOptions():
+        argv += store.arguments()
     return hub_main(argv)
 
 
@@ -73,7 +82,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--cluster-id", default="", help="tells clusters of one profile apart")
         return sub
 
-    start = with_cluster_options(commands.add_parser("start", help="start a hub and its engines"))
+    start = with_cluster_options(commands.add_parser("start", help="start a hub and its engines",
+                                                         formatter_class=argparse.RawDescriptionHelpFormatter))
     start.add_argument("-n", type=int, default=4, help="number of engines (default: 4)")
     start.add_argument("--daemonize", action="store_true",
                        help="run in the background; return once every engine is ready")
@@ -97,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--mpi-args", default=None, help="extra arguments for mpiexec, as one string")
     start.add_argument("--mpi-interrupt-timeout", type=float, default=None,
                        help="seconds interrupted MPI engines get before the whole job is stopped (default: 10)")
+    store_arguments(start)
     start.set_defaults(run=_start)
     stop = with_cluster_options(commands.add_parser("stop", help="stop a cluster's hub and engines"))
     stop.set_defaults(run=_stop)
@@ -111,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ClusterError, PxError) as error:
+    except (ClusterError, PxError, ArchiveError) as error:
         print(f"pxcluster: {error}", file=sys.stderr)
         return 1
 

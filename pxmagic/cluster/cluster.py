@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import connection
+from ..hub.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB, StoreOptions
 from ..protocol import ENGINE_KINDS
 from .launcher import engine_options, start_hub, stop_hub
 
@@ -24,6 +25,10 @@ class Cluster:
     ``engines``, ``heartbeat_period``, ``mpiexec``, ``mpi_args`` and
     ``mpi_interrupt_timeout`` are the options of ``pxcluster start`` of the
     same names (None: their defaults).
+
+    ``store="sqlite"`` keeps every result on disk as well as in the hub's
+    memory, where at most ``max_results`` results and ``max_results_mb`` MB
+    are kept (``python -m pxmagic.hub --help`` says more).
     """
 
     def __init__(
@@ -35,18 +40,22 @@ class Cluster:
         kernel_name: str | None = None,
         timeout: float = 90.0,
         shutdown_atexit: bool = True,
+        curve: bool = False,
+        restart_engines: bool = False,
+        store: str = "memory",
+        max_results: int = DEFAULT_MAX_RESULTS,
+        max_results_mb: float = DEFAULT_MAX_BYTES / MB,
         engines: str = "local",
         heartbeat_period: float | None = None,
         mpiexec: str | None = None,
         mpi_args: str | None = None,
         mpi_interrupt_timeout: float | None = None,
-        curve: bool = False,
-        restart_engines: bool = False,
     ):
         if n < 1:
             raise ValueError(f"a cluster needs at least one engine, not n={n}")
         if engines not in ENGINE_KINDS:
             raise ValueError(f"engines must be one of {', '.join(ENGINE_KINDS)}, not {engines!r}")
+        self.store = StoreOptions(store, max_results, int(max_results_mb * MB))
         self.n = n
         self.profile = profile
         self.cluster_id = secrets.token_hex(4) if cluster_id is None else cluster_id
@@ -81,7 +90,8 @@ class Cluster:
             return
         self._hub = start_hub(self.n, self.profile, self.cluster_id, self.ip, self.kernel_name, self.timeout,
                               tied_to_caller=self.shutdown_atexit, curve=self.curve,
-                              restart_engines=self.restart_engines, hub_options=self._hub_options)
+                              restart_engines=self.restart_engines, store=self.store,
+                              hub_options=self._hub_options)
         if self.shutdown_atexit:
             atexit.register(self.stop)
 

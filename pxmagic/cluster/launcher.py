@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import connection, encryption
+from ..hub.store import StoreOptions
 
 
 class ClusterError(RuntimeError):
@@ -47,6 +48,7 @@ def start_hub(
     tied_to_caller: bool = False,
     curve: bool = False,
     restart_engines: bool = False,
+    store: StoreOptions | None = None,
     hub_options: Sequence[str] = (),
 ) -> subprocess.Popen:
     """Start a hub and ``n`` engines in the background; return once all are ready.
@@ -54,9 +56,10 @@ def start_hub(
     ``tied_to_caller`` makes the hub stop when the calling process exits,
     however it exits.  ``curve`` encrypts client traffic with CurveZMQ; a hub
     bound beyond loopback without it gets a warning.  ``restart_engines``
-    replaces an engine that dies by a fresh one with the same id.
-    ``hub_options`` are more of the hub's command-line options, such as those
-    that say where engines come from (:func:`engine_options`).
+    replaces an engine that dies by a fresh one with the same id.  ``store``
+    says how the hub keeps results.  ``hub_options`` are more of the hub's
+    command-line options, such as those that say where engines come from
+    (:func:`engine_options`).
     """
     warning = encryption.exposure_warning(ip, curve)
     if warning:
@@ -82,6 +85,8 @@ def start_hub(
         command.append("--curve")
     if restart_engines:
         command.append("--restart-engines")
+    if store is not None and store != StoreOptions():
+        command += store.arguments()
     # glibc >= 2.35 backs large malloc'd blocks (every big ZMQ frame) with transparent huge pages:
     # far fewer page faults per received array; other libcs and older glibcs ignore it
     env = {**os.environ, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")}

@@ -1,4 +1,4 @@
-"""``python -m pxmagic.hub -n 4 [--engines local|mpi|external] [--profile NAME] [--cluster-id ID] [--ip IP [--curve]]``."""
+"""``python -m pxmagic.hub -n 4 [--engines local|mpi|external] [--profile NAME] [--cluster-id ID] [--ip IP [--curve]] [--store sqlite]``."""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +6,13 @@ import asyncio
 import logging
 import sys
 
+from ..protocol import ENGINE_KINDS
+from .archive import ArchiveError
 from .engines import KERNEL_NAME, EngineStartError
 from .heartbeat import DEFAULT_PERIOD
 from .hub import Hub
-from ..protocol import ENGINE_KINDS
 from .launchers import Launcher
+from .store import options_from_arguments, store_arguments
 
 
 def make_launcher(args: argparse.Namespace) -> Launcher:
@@ -33,8 +35,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                              "external: wait for engines started by hand with "
                              "`python -m pxmagic.engine --register <pxmagic-engine.json>`")
     parser.add_argument("--heartbeat-period", type=float, default=DEFAULT_PERIOD,
-                        help="seconds between heartbeats to registered engines; one that misses 4 in a row is dead "
-                             f"(default: {DEFAULT_PERIOD:g})")
+                        help="seconds between heartbeats to registered engines; one that misses 4 in a row is "
+                             f"dead (default: {DEFAULT_PERIOD:g})")
     parser.add_argument("--mpiexec", default="mpiexec", help="the MPI launcher to run (default: mpiexec)")
     parser.add_argument("--mpi-args", default="", help="extra arguments for mpiexec, as one string")
     parser.add_argument("--mpi-interrupt-timeout", type=float, default=10.0,
@@ -43,7 +45,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pxmagic.hub", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pxmagic.hub", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=2, help="number of engines to start or wait for")
     parser.add_argument("--profile", default="default", help="IPython profile (default: default)")
     parser.add_argument("--cluster-id", default="", help="name that tells clusters of one profile apart")
@@ -58,17 +61,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop when this process (the one that started the hub) exits")
     parser.add_argument("--log-level", default="INFO")
     add_engine_options(parser)
+    store_arguments(parser)
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("-n must be at least 1")
     if args.heartbeat_period <= 0:
         parser.error("--heartbeat-period must be positive")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
-              args.parent_pid, args.curve, args.restart_engines, make_launcher(args), args.heartbeat_period)
     try:
+        store = options_from_arguments(args)
+    except ValueError as error:
+        parser.error(str(error))
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
+                  args.parent_pid, args.curve, args.restart_engines, store, make_launcher(args),
+                  args.heartbeat_period)
         asyncio.run(hub.run())
-    except EngineStartError as error:
+    except (EngineStartError, ArchiveError) as error:
         logging.getLogger("pxmagic.hub").error("%s", error)
         return 1
     return 0

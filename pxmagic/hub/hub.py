@@ -4,7 +4,8 @@ Clients talk to a ROUTER socket (requests and replies) and listen on a PUB
 socket (every engine's iopub, re-tagged with the engine id, plus the hub's
 own announcements).  Requests are checked (signature, then targets) and
 fanned out to engine shells; replies are checked and forwarded to the client
-that asked, frames untouched.  The bookkeeping is :class:`Router`'s.
+that asked, frames untouched, and kept in the result store (:mod:`.store`)
+for clients that ask for them later.  The bookkeeping is :class:`Router`'s.
 
 Engines come from a launcher (:mod:`.launchers`: local kernels, an MPI job,
 or none) and from the registration socket (:mod:`.registration`); once
@@ -44,12 +45,20 @@ from ..protocol import (
     HUB_SHUTDOWN_REQUEST,
     HUB_HEARTBEAT_PERIOD,
     HUB_HEARTBEAT_TOPIC,
+    HUB_PURGE_REPLY,
+    HUB_PURGE_REQUEST,
+    HUB_RESULT_REPLY,
+    HUB_RESULT_REQUEST,
     HUB_TOPIC,
+    RESULT_DONE,
     ProtocolError,
     abort_msg_ids,
     error_content,
     iopub_topic,
+    purge_selection,
     request_routing,
+    result_msg_ids,
+    stored_results_message,
 )
 from .engines import KERNEL_NAME, LIVENESS_PERIOD, Engine, EngineStartError, allow_many_engines
 from .heartbeat import DEFAULT_PERIOD, HeartMonitor
@@ -58,6 +67,7 @@ from .launchers import LaunchContext, Launcher
 from .launchers.local import LocalLauncher
 from .registration import RegisteredEngine, Registrar
 from .router import Delivery, Failure, Router
+from .store import Found, StoreOptions, Waiter
 
 log = logging.getLogger("pxmagic.hub")
 
@@ -82,6 +92,7 @@ class Hub:
         parent_pid: int | None = None,
         curve: bool = False,
         restart_engines: bool = False,
+        store: StoreOptions | None = None,
         launcher: Launcher | None = None,
         heartbeat_period: float = DEFAULT_PERIOD,
     ):
@@ -114,6 +125,7 @@ class Hub:
             for socket in (self.requests, self.publisher, self.registrar.socket):
                 encryption.make_server(socket, self.curve_public, secret)
         self.router = Router()
+        self.results = (store or StoreOptions()).open(connection.results_file(profile, cluster_id), self.session.sign)
         # every socket the hub reads, and what handles its messages; see _drain
         self._handlers: dict[zmq.Socket, Callable[[list], None]] = {}
         #: served sockets sent on while draining, and sockets to check on the loop's next turn; see _drain
@@ -313,7 +325,8 @@ class Hub:
         await self.launcher.stop()
         self.requests.close(linger=0)
         self.publisher.close(linger=0)
-        log.info("hub stopped")
+        self.results.close()
+        log.info("hub stopped; %r", self.results)
 
     # -- the loop -------------------------------------------------------------
     def _serve(self, socket: zmq.Socket, handler: Callable[[list], None]) -> None:
@@ -442,6 +455,10 @@ class Hub:
             self._tasks.append(asyncio.create_task(self._restart_engine(client, header, engine_id)))
         elif msg_type == HUB_ABORT_REQUEST:
             self._abort(client, header, content)
+        elif msg_type == HUB_RESULT_REQUEST:
+            self._send_stored_results(client, header, content)
+        elif msg_type == HUB_PURGE_REQUEST:
+            self._purge(client, header, content)
         else:
             reply_type = msg_type.removesuffix("_request") + "_reply"
             self._refuse_request(client, header, reply_type, f"the hub does not handle {msg_type!r} messages")
@@ -493,8 +510,12 @@ class Hub:
         self._wrote(self.requests)
 
     def _send_failures(self, failures: list[Failure]) -> None:
+        """Reply in the engines' name, and keep these replies as results like the engines' own."""
         for failure in failures:
-            self._reply(failure.client, failure.reply_type, failure.parent, failure.content)
+            frames = self.session.serialize(self.session.msg(failure.reply_type, failure.content, failure.parent))
+            self.requests.send_multipart([failure.client, *frames], copy=False)
+            self._wrote(self.requests)
+            self._keep(failure.parent["msg_id"], failure.engine_id, frames[1:])
 
     def _hub_info(self) -> dict:
         return {
@@ -513,11 +534,44 @@ class Hub:
         if not wire.verify(self.session, parts):
             self._refuse(f"a reply from engine {engine.id}", "its signature is missing, wrong or replayed")
             return
-        client, freed = self.router.on_reply(wire.load(parts[2]).get("msg_id", ""))
+        msg_id = wire.load(parts[2]).get("msg_id", "")
+        client, freed = self.router.on_reply(msg_id)
         if client is not None:
             self.requests.send_multipart([client, *frames], copy=False)
             self._wrote(self.requests)
+            self._keep(msg_id, engine.id, parts)
         self._deliver(freed)
+
+    # -- results ------------------------------------------------------------
+    def _keep(self, msg_id: str, engine_id: int | None, parts: list) -> None:
+        """Store a result, and send it to the clients that asked for it before it came."""
+        for waiter in self.results.add(msg_id, engine_id, parts):
+            self._send_results(waiter.client, waiter.parent, [(msg_id, RESULT_DONE, engine_id, parts)])
+
+    def _send_stored_results(self, client: bytes, header: dict, content: dict) -> None:
+        """Answer with the results asked for that the hub has; the pending ones follow when they come."""
+        try:
+            msg_ids = result_msg_ids(content)
+        except ProtocolError as error:
+            self._refuse_request(client, header, HUB_RESULT_REPLY, str(error))
+            return
+        found = self.results.find(msg_ids, self.router.outstanding, Waiter(client, header))
+        self._send_results(client, header, found)
+
+    def _send_results(self, client: bytes, parent: dict, found: list[Found]) -> None:
+        content, buffers = stored_results_message(found)
+        wire.send(self.session, self.requests, HUB_RESULT_REPLY, content, parent=parent, buffers=buffers,
+                  ident=client)
+        self._wrote(self.requests)
+
+    def _purge(self, client: bytes, header: dict, content: dict) -> None:
+        try:
+            everything, msg_ids, engine_ids = purge_selection(content)
+        except ProtocolError as error:
+            self._refuse_request(client, header, HUB_PURGE_REPLY, str(error))
+            return
+        purged = self.results.purge(everything, msg_ids, engine_ids)
+        self._reply(client, HUB_PURGE_REPLY, header, {"status": "ok", "purged": purged})
 
     def _relay_output(self, engine: Engine, frames: list) -> None:
         topic = iopub_topic(engine.id, frames[0].bytes)

@@ -45,6 +45,7 @@ class Failure:
     reply_type: str
     parent: dict
     content: dict
+    engine_id: int | None = None
 
 
 @dataclass
@@ -106,6 +107,10 @@ class Router:
             return None, []
         self.load[pending.engine_id] -= 1
         return pending.client, self._dispatch()
+
+    def outstanding(self, msg_id: str) -> bool:
+        """Whether a reply to ``msg_id`` is still to come: sent to an engine, or queued."""
+        return msg_id in self.pending or any(task.header["msg_id"] == msg_id for task in self.queue)
 
     def abort(self, msg_ids: list[str]) -> tuple[list[Failure], dict[int, list[str]]]:
         """Drop queued tasks among ``msg_ids`` (their clients are told), and say which
@@ -169,4 +174,4 @@ class Router:
     @staticmethod
     def _failure(client: bytes, header: dict, engine_id: int, reason: str) -> Failure:
         content = engine_error_content(engine_id, header["msg_id"], reason)
-        return Failure(client, ENGINE_REQUESTS[header["msg_type"]], header, content)
+        return Failure(client, ENGINE_REQUESTS[header["msg_type"]], header, content, engine_id)

@@ -1,0 +1,236 @@
+"""The hub's result store: every result, as its engine sent it, by msg_id.
+
+The hub forwards each reply to the client that asked at once; a client that
+has died, or closed before its work finished, would never see it.  So the
+hub also keeps the reply's frames here (signature, header, parent, metadata,
+content, buffers: signed, byte for byte as received), and any client can
+fetch them later by msg_id (``rc.get_result``) and check them as it checks
+any reply.
+
+Memory is bounded: past ``max_results`` results or ``max_bytes`` bytes the
+oldest are culled first, and a result bigger than ``max_bytes`` on its own is
+forwarded but not kept in memory.  An archive (:mod:`.archive`, ``--store
+sqlite``) keeps every result on disk as well, culled or not.
+
+Nothing here touches a socket: frames are any sized buffers (``zmq.Frame``,
+bytes), so the rules are testable on their own.
+"""
+from __future__ import annotations
+
+import argparse
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..protocol import RESULT_DONE, RESULT_MISSING, RESULT_PENDING
+
+MB = 2**20
+#: received frames smaller than this are copied into the store: ZMQ reads small messages into
+#: shared 8 KB buffers, and keeping such a frame keeps its whole buffer alive (~10 KB a small
+#: result instead of ~1.5 KB, measured); bigger frames have buffers of their own and are kept as they are
+COPY_BELOW = 64 * 1024
+DEFAULT_MAX_RESULTS = 10_000
+DEFAULT_MAX_BYTES = 256 * MB
+STORES = ("memory", "sqlite")
+
+
+@dataclass(slots=True)
+class Stored:
+    """One result: the engine that produced it and the frames of its reply."""
+
+    engine_id: int | None
+    parts: list
+    nbytes: int
+
+
+@dataclass(slots=True)
+class Waiter:
+    """A client that asked for a result still to come, and the header of its request."""
+
+    client: bytes
+    parent: dict
+
+
+class Archive(Protocol):
+    """Where results are kept beyond memory (see :class:`.archive.SqliteArchive`)."""
+
+    path: Path
+
+    def put(self, msg_id: str, engine_id: int | None, parts: list) -> None: ...
+
+    def get_many(self, msg_ids: list[str]) -> dict[str, Stored]: ...
+
+    def purge(self, everything: bool, msg_ids: list[str], engine_ids: list[int]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class StoreOptions:
+    """How the hub keeps results: ``kind`` is ``"memory"`` or ``"sqlite"``, plus the memory limits."""
+
+    kind: str = "memory"
+    max_results: int = DEFAULT_MAX_RESULTS
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        if self.kind not in STORES:
+            raise ValueError(f"unknown result store {self.kind!r}: choose one of {', '.join(STORES)}")
+        if self.max_results < 0 or self.max_bytes < 0:
+            raise ValueError(f"result store limits cannot be negative: max_results={self.max_results}, "
+                             f"max_bytes={self.max_bytes}")
+
+    def arguments(self) -> list[str]:
+        """These options as ``python -m pxmagic.hub`` arguments."""
+        return ["--store", self.kind, "--max-results", str(self.max_results),
+                "--max-results-mb", repr(self.max_bytes / MB)]
+
+    def open(self, archive_path: Path, sign: Callable[[list], bytes]) -> ResultStore:
+        """The store these options describe; ``archive_path`` is used by ``sqlite`` only."""
+        archive = None
+        if self.kind == "sqlite":
+            from .archive import SqliteArchive
+
+            archive = SqliteArchive(archive_path, sign)
+        return ResultStore(self.max_results, self.max_bytes, archive)
+
+
+STORE_HELP = f"""\
+Every result (an engine's reply) is forwarded to the client that asked and
+kept in the hub's memory, so a client can fetch it later by msg_id with
+rc.get_result(msg_id), even a result of another client or of one that died.
+The oldest are culled first once more than --max-results results or
+--max-results-mb MB are kept; a result bigger than --max-results-mb on its
+own is not kept in memory.  rc.purge_results() frees them at once.
+--store sqlite also writes every result to
+$IPYTHONDIR/profile_<profile>/pxmagic/results[-<cluster id>].sqlite,
+where it stays, culled from memory or not, until purged.
+Defaults: --store memory --max-results {DEFAULT_MAX_RESULTS} --max-results-mb {DEFAULT_MAX_BYTES // MB}."""
+
+
+def store_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the result store's options (used by ``python -m pxmagic.hub`` and ``pxcluster start``)."""
+    group = parser.add_argument_group("result store", STORE_HELP)
+    group.add_argument("--store", choices=STORES, default="memory",
+                       help="memory only, or sqlite as well (default: memory)")
+    group.add_argument("--max-results", type=int, default=DEFAULT_MAX_RESULTS,
+                       help=f"results kept in memory at most (default: {DEFAULT_MAX_RESULTS})")
+    group.add_argument("--max-results-mb", type=float, default=DEFAULT_MAX_BYTES / MB,
+                       help=f"MB of results kept in memory at most (default: {DEFAULT_MAX_BYTES // MB})")
+
+
+def options_from_arguments(args: argparse.Namespace) -> StoreOptions:
+    """The StoreOptions of parsed :func:`store_arguments`; ValueError names a bad one."""
+    return StoreOptions(args.store, args.max_results, int(args.max_results_mb * MB))
+
+
+Found = tuple[str, str, int | None, list]
+
+
+class ResultStore:
+    """Results by msg_id in arrival order, and the clients waiting for results still to come."""
+
+    def __init__(self, max_results: int = DEFAULT_MAX_RESULTS, max_bytes: int = DEFAULT_MAX_BYTES,
+                 archive: Archive | None = None):
+        self.max_results = max_results
+        self.max_bytes = max_bytes
+        self.archive = archive
+        self._results: OrderedDict[str, Stored] = OrderedDict()
+        self._waiters: dict[str, list[Waiter]] = {}
+        #: bytes of the results held in memory
+        self.nbytes = 0
+        #: results dropped from memory to respect the limits, and results too big to keep at all
+        self.culled = 0
+        self.too_big = 0
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __contains__(self, msg_id: str) -> bool:
+        return msg_id in self._results
+
+    def add(self, msg_id: str, engine_id: int | None, parts: list) -> list[Waiter]:
+        """Keep a result; returns the clients that asked for it before it came.
+
+        This is on the path of every reply: it copies small frames (a few
+        microseconds) and keeps big ones as received.
+        """
+        if parts and hasattr(parts[0], "bytes"):  # zmq.Frames, see COPY_BELOW
+            parts = [part.bytes if len(part) < COPY_BELOW else part for part in parts]
+        if self.archive is not None:
+            self.archive.put(msg_id, engine_id, parts)
+        nbytes = sum(map(len, parts))
+        old = self._results.pop(msg_id, None)
+        if old is not None:
+            self.nbytes -= old.nbytes
+        if nbytes > self.max_bytes:
+            self.too_big += 1
+        else:
+            self._results[msg_id] = Stored(engine_id, parts, nbytes)
+            self.nbytes += nbytes
+            self._cull()
+        return self._waiters.pop(msg_id, []) if self._waiters else []
+
+    def _cull(self) -> None:
+        """Drop the oldest results until both limits hold."""
+        results = self._results
+        while len(results) > self.max_results or self.nbytes > self.max_bytes:
+            _, oldest = results.popitem(last=False)
+            self.nbytes -= oldest.nbytes
+            self.culled += 1
+
+    def find(self, msg_ids: Iterable[str], outstanding: Callable[[str], bool], waiter: Waiter) -> list[Found]:
+        """``(msg_id, state, engine_id, parts)`` of each result asked for.
+
+        A result still outstanding (``outstanding(msg_id)``: sent to an
+        engine, or queued) is RESULT_PENDING, and ``waiter`` is remembered so
+        the result goes to it when it comes (see :meth:`add`).
+        """
+        msg_ids = list(msg_ids)
+        found = {m: self._results[m] for m in msg_ids if m in self._results}
+        elsewhere = [m for m in msg_ids if m not in found]
+        if elsewhere and self.archive is not None:
+            found.update(self.archive.get_many(elsewhere))
+        answer: list[Found] = []
+        for msg_id in msg_ids:
+            stored = found.get(msg_id)
+            if stored is not None:
+                answer.append((msg_id, RESULT_DONE, stored.engine_id, stored.parts))
+            elif outstanding(msg_id):
+                self._waiters.setdefault(msg_id, []).append(waiter)
+                answer.append((msg_id, RESULT_PENDING, None, []))
+            else:
+                answer.append((msg_id, RESULT_MISSING, None, []))
+        return answer
+
+    def purge(self, everything: bool = False, msg_ids: Iterable[str] = (), engine_ids: Iterable[int] = ()) -> int:
+        """Forget results (all of them, these msg_ids, or those of these engines); how many went from memory."""
+        msg_ids, engine_ids = list(msg_ids), set(engine_ids)
+        if everything:
+            doomed = list(self._results)
+        else:
+            doomed = [m for m in msg_ids if m in self._results]
+            if engine_ids:
+                doomed += [m for m, stored in self._results.items() if stored.engine_id in engine_ids]
+        purged = 0
+        for msg_id in doomed:
+            stored = self._results.pop(msg_id, None)
+            if stored is not None:
+                self.nbytes -= stored.nbytes
+                purged += 1
+        if self.archive is not None:
+            self.archive.purge(everything, msg_ids, sorted(engine_ids))
+        return purged
+
+    def close(self) -> None:
+        """Write what the archive has not written yet."""
+        if self.archive is not None:
+            self.archive.close()
+
+    def __repr__(self) -> str:
+        archive = f"; archive {self.archive.path}" if self.archive is not None else ""
+        return (f"<ResultStore {len(self._results)} results, {self.nbytes / MB:.1f} MB in memory "
+                f"(limits {self.max_results}, {self.max_bytes / MB:.0f} MB); {self.culled} culled, "
+                f"{self.too_big} too big to keep{archive}>")

@@ -1,0 +1,209 @@
+"""The hub's result store without sockets: culling, waiting clients, purging, the SQLite archive."""
+from __future__ import annotations
+
+import hmac
+import os
+import sqlite3
+import stat
+
+import pytest
+import zmq
+from jupyter_client.session import Session
+
+from pxmagic.hub.archive import ArchiveError, SqliteArchive, decode_frames, encode_frames
+from pxmagic.hub.store import COPY_BELOW, ResultStore, StoreOptions, Waiter
+from pxmagic.protocol import (
+    RESULT_DONE,
+    RESULT_MISSING,
+    RESULT_PENDING,
+    ProtocolError,
+    purge_selection,
+    split_stored_results,
+    stored_results_message,
+)
+
+
+def parts(session: Session | None = None, msg_id: str = "m", size: int = 0) -> list:
+    """A signed reply's frames, with a buffer of ``size`` bytes."""
+    session = session or Session(key=b"key")
+    msg = session.msg("apply_reply", {"status": "ok"}, parent={"msg_id": msg_id})
+    frames = session.serialize(msg)[1:]
+    return [*frames, b"x" * size] if size else frames
+
+
+def nothing_outstanding(msg_id: str) -> bool:
+    return False
+
+
+def states(store: ResultStore, msg_ids: list[str], outstanding=nothing_outstanding) -> list[str]:
+    return [state for _, state, _, _ in store.find(msg_ids, outstanding, Waiter(b"c", {}))]
+
+
+def test_oldest_results_are_culled_past_the_count_limit():
+    store = ResultStore(max_results=3)
+    for i in range(5):
+        store.add(f"m{i}", 0, parts(msg_id=f"m{i}"))
+    assert states(store, [f"m{i}" for i in range(5)]) == [RESULT_MISSING] * 2 + [RESULT_DONE] * 3
+    assert (len(store), store.culled) == (3, 2)
+
+
+def test_oldest_results_are_culled_past_the_byte_limit():
+    one = sum(map(len, parts(size=1000)))
+    store = ResultStore(max_bytes=2 * one + 10)
+    for i in range(4):
+        store.add(f"m{i}", 0, parts(size=1000))
+    assert states(store, ["m0", "m1", "m2", "m3"]) == [RESULT_MISSING] * 2 + [RESULT_DONE] * 2
+    assert store.nbytes == 2 * one and store.culled == 2
+
+
+def test_a_result_bigger_than_the_byte_limit_is_not_kept_and_evicts_nothing():
+    store = ResultStore(max_bytes=5000)
+    store.add("small", 0, parts())
+    store.add("big", 0, parts(size=10_000))
+    assert states(store, ["small", "big"]) == [RESULT_DONE, RESULT_MISSING]
+    assert (store.too_big, store.culled) == (1, 0)
+
+
+def test_small_received_frames_are_copied_big_ones_kept_and_the_engine_remembered():
+    small = [zmq.Frame(b"sig"), zmq.Frame(b"{}"), zmq.Frame(b"{}"), zmq.Frame(b"{}"), zmq.Frame(b"{}")]
+    big = zmq.Frame(b"x" * COPY_BELOW)
+    store = ResultStore()
+    store.add("m", 3, [*small, big])
+    [(msg_id, state, engine_id, kept)] = store.find(["m"], nothing_outstanding, Waiter(b"c", {}))
+    assert (msg_id, state, engine_id) == ("m", RESULT_DONE, 3)
+    assert [type(part) for part in kept] == [bytes] * 5 + [zmq.Frame]
+    assert kept[:5] == [b"sig", b"{}", b"{}", b"{}", b"{}"] and kept[5] is big
+    assert store.nbytes == 3 + 4 * 2 + COPY_BELOW
+
+
+def test_a_result_stored_again_replaces_the_first_and_its_bytes():
+    store = ResultStore()
+    store.add("m", 0, parts(size=100))
+    store.add("m", 1, parts(size=10))
+    assert len(store) == 1 and store.nbytes == sum(map(len, parts(size=10)))
+    assert store.find(["m"], nothing_outstanding, Waiter(b"c", {}))[0][2] == 1
+
+
+def test_a_client_asking_for_a_pending_result_gets_it_when_it_comes():
+    store = ResultStore()
+    waiter = Waiter(b"late-client", {"msg_id": "request"})
+    assert states(store, ["m"], outstanding=lambda m: m == "m") == [RESULT_PENDING]
+    store.find(["m"], lambda m: True, waiter)
+    waiting = store.add("m", 0, parts())
+    assert waiting[-1] == waiter and len(waiting) == 2
+    assert store.add("m", 0, parts()) == [], "a waiter is served once"
+
+
+def test_purge_all_by_msg_id_and_by_engine():
+    store = ResultStore()
+    for i in range(6):
+        store.add(f"m{i}", i % 3, parts())
+    assert store.purge(msg_ids=["m0", "nope"]) == 1
+    assert store.purge(engine_ids=[1]) == 2
+    assert states(store, [f"m{i}" for i in range(6)]) == [
+        RESULT_MISSING, RESULT_MISSING, RESULT_DONE, RESULT_DONE, RESULT_MISSING, RESULT_DONE]
+    assert store.purge(everything=True) == 3
+    assert (len(store), store.nbytes) == (0, 0)
+
+
+@pytest.mark.parametrize("kind, max_results, max_bytes, complaint", [
+    ("redis", 10, 10, "unknown result store 'redis'"),
+    ("memory", -1, 10, "cannot be negative"),
+    ("sqlite", 10, -5, "cannot be negative"),
+])
+def test_bad_store_options_are_named(kind, max_results, max_bytes, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        StoreOptions(kind, max_results, max_bytes)
+
+
+def test_store_options_round_trip_through_hub_arguments():
+    options = StoreOptions("sqlite", 12, 3 * 2**20)
+    assert options.arguments() == ["--store", "sqlite", "--max-results", "12", "--max-results-mb", "3.0"]
+
+
+# -- the reply that carries stored results ---------------------------------------
+def test_stored_results_message_splits_back_into_each_results_frames():
+    a, b = parts(msg_id="a"), parts(msg_id="b", size=10)
+    content, buffers = stored_results_message([
+        ("a", RESULT_DONE, 0, a), ("p", RESULT_PENDING, None, []), ("b", RESULT_DONE, 1, b)])
+    split = split_stored_results(content, buffers)
+    assert [(entry["msg_id"], frames) for entry, frames in split] == [("a", a), ("p", []), ("b", b)]
+
+
+def test_a_result_reply_whose_frames_do_not_add_up_is_refused():
+    content, buffers = stored_results_message([("a", RESULT_DONE, 0, parts())])
+    with pytest.raises(ProtocolError, match="does not match its 3 frames"):
+        split_stored_results(content, buffers[:3])
+    with pytest.raises(ProtocolError, match="needs a 'results' list"):
+        split_stored_results({"results": "a"}, [])
+
+
+@pytest.mark.parametrize("content, complaint", [
+    ({"msg_ids": "m1"}, "needs a list of msg_ids"),
+    ({"engine_ids": [0, "1"]}, "engine_ids must be a list of integers"),
+    ({"engine_ids": [True]}, "engine_ids must be a list of integers"),
+])
+def test_malformed_purge_requests_are_named(content, complaint):
+    with pytest.raises(ProtocolError, match=complaint):
+        purge_selection(content)
+
+
+# -- the SQLite archive -----------------------------------------------------------
+def test_frames_round_trip_through_one_blob():
+    frames = [b"", b"abc", zmq.Frame(b"z" * 1000), memoryview(b"xy")]
+    assert [bytes(f) for f in decode_frames(encode_frames(frames))] == [b"", b"abc", b"z" * 1000, b"xy"]
+    with pytest.raises(ValueError, match="add up to"):
+        decode_frames(encode_frames(frames) + b"junk")
+
+
+def test_the_archive_keeps_what_memory_culled_and_forgets_what_is_purged(tmp_path):
+    session = Session(key=b"key")
+    store = ResultStore(max_results=1, archive=SqliteArchive(tmp_path / "results.sqlite", session.sign))
+    kept = {f"m{i}": parts(session, f"m{i}", size=i) for i in range(4)}
+    for engine_id, (msg_id, frames) in enumerate(kept.items()):
+        store.add(msg_id, engine_id % 2, frames)
+    assert len(store) == 1
+    found = store.find(list(kept), nothing_outstanding, Waiter(b"c", {}))
+    assert [(m, s, e) for m, s, e, _ in found] == [("m0", RESULT_DONE, 0), ("m1", RESULT_DONE, 1),
+                                                   ("m2", RESULT_DONE, 0), ("m3", RESULT_DONE, 1)]
+    assert all([bytes(f) for f in frames] == [bytes(f) for f in kept[m]] for m, _, _, frames in found)
+    store.purge(msg_ids=["m0"])
+    store.purge(engine_ids=[1])
+    assert states(store, list(kept)) == [RESULT_MISSING, RESULT_MISSING, RESULT_DONE, RESULT_MISSING]
+    store.close()
+
+
+def test_results_of_an_earlier_run_come_back_signed_with_the_new_key(tmp_path):
+    path = tmp_path / "results.sqlite"
+    first, second = Session(key=b"first run"), Session(key=b"second run")
+    store = ResultStore(archive=SqliteArchive(path, first.sign))
+    store.add("m", 0, parts(first, "m", size=5))
+    store.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    store = ResultStore(archive=SqliteArchive(path, second.sign))
+    [(_, state, _, frames)] = store.find(["m"], nothing_outstanding, Waiter(b"c", {}))
+    assert state == RESULT_DONE
+    assert hmac.compare_digest(bytes(frames[0]), second.sign(frames[1:5]))
+    assert bytes(frames[5]) == b"x" * 5
+    store.close()
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path):
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(b"this is no SQLite file" * 100)
+    with pytest.raises(ArchiveError, match="cannot keep results in .*results.sqlite"):
+        SqliteArchive(path, Session(key=b"k").sign)
+
+
+def test_a_result_that_cannot_be_written_is_logged_and_the_others_are_kept(tmp_path, caplog):
+    session = Session(key=b"key")
+    archive = SqliteArchive(tmp_path / "results.sqlite", session.sign)
+    archive.put("good", 0, parts(session, "good"))
+    archive.put("bad", 0, [object()])  # has no length: fails to encode, like an unwritable blob would
+    archive.put("also good", 1, parts(session, "also good"))
+    with caplog.at_level("ERROR", logger="pxmagic.hub"):
+        found = archive.get_many(["good", "bad", "also good"])
+    assert sorted(found) == ["also good", "good"]
+    archive.close()
+    rows = sqlite3.connect(tmp_path / "results.sqlite").execute("SELECT count(*) FROM results").fetchone()
+    assert rows == (2,)
