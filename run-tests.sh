@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The test command: installs everything the tests need, then runs them.
-#   - Debian's chromium for the JupyterLab browser test (apt-get, as root),
+#   - Debian's chromium for the JupyterLab browser test and Open MPI for the MPI engine tests
+#     (apt-get, as root),
 #   - pxmagic with its test extras into ./.venv,
 #   - pytest; a run that collects no tests fails.
 set -uo pipefail
 cd "$(dirname "$0")"
 
-if [ ! -x /usr/bin/chromium ]; then
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || exit 1
+missing=""
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+command -v mpiexec >/dev/null || missing="$missing openmpi-bin libopenmpi-dev"
+if [ -n "$missing" ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing || exit 1
 fi
 python3 -m venv .venv && .venv/bin/pip install -q '.[test]' || exit 1
 .venv/bin/python -m pytest "$@"

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .error import ConnectionFileError
-from .protocol import ProtocolError, check_connection_info
+from .protocol import ENGINE_FILE_PREFIX, ProtocolError, check_connection_info
 
 CLIENT_FILE_PREFIX = "pxmagic-client"
 
@@ -49,6 +49,12 @@ def client_file(profile: str = "default", cluster_id: str = "") -> Path:
     """Path of the connection file of the cluster ``profile``/``cluster_id``."""
     suffix = f"-{cluster_id}" if cluster_id else ""
     return security_dir(profile) / f"{CLIENT_FILE_PREFIX}{suffix}.json"
+
+
+def engine_file(profile: str = "default", cluster_id: str = "") -> Path:
+    """Path of the file that tells engines started outside the hub how to register."""
+    suffix = f"-{cluster_id}" if cluster_id else ""
+    return security_dir(profile) / f"{ENGINE_FILE_PREFIX}{suffix}.json"
 
 
 def results_file(profile: str = "default", cluster_id: str = "") -> Path:

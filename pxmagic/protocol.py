@@ -54,6 +54,18 @@ ENGINE_STATUS = "engine_status"
 HUB_HEARTBEAT_TOPIC = b"hub.heartbeat"
 HUB_HEARTBEAT_PERIOD = 1.0
 
+#: where a cluster's engines come from (``--engines``): see pxmagic.hub.launchers
+ENGINE_KINDS = ("local", "mpi", "external")
+#: what an engine the hub did not start sends the hub's registration socket, and the answer
+REGISTRATION_REQUEST = "registration_request"
+REGISTRATION_REPLY = "registration_reply"
+#: ``profile_<p>/security/pxmagic-engine[-<cluster id>].json``: how such an engine reaches the hub
+ENGINE_FILE_PREFIX = "pxmagic-engine"
+#: a kernel's channels, each a ``<channel>_port`` in its connection info
+KERNEL_CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+#: environment variables that give a process's rank under common launchers, most specific first
+RANK_ENV_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID")
+
 
 class ProtocolError(ValueError):
     """A message that does not have the shape pxmagic expects."""
@@ -220,3 +232,77 @@ def hub_url(info: dict, port_key: str) -> str:
     if info["transport"] == "ipc":
         return f"ipc://{info['ip']}-{info[port_key]}"
     return f"{info['transport']}://{info['ip']}:{info[port_key]}"
+
+
+def kernel_url(info: dict, channel: str) -> str:
+    """The ZMQ address of one channel of a kernel, from its connection info."""
+    port = info[f"{channel}_port"]
+    if info["transport"] == "ipc":
+        return f"ipc://{info['ip']}-{port}"
+    return f"tcp://{info['ip']}:{port}"
+
+
+def rank_from_env(environ: dict) -> int | None:
+    """The rank a parallel launcher (mpiexec, srun) gave this process, if any."""
+    for name in RANK_ENV_VARS:
+        value = environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def registration_content(
+    connection_info: dict,
+    rank: int | None,
+    job: str | None,
+    host: str,
+    pid: int,
+    connection_file: str,
+) -> dict:
+    """What an engine tells the hub about itself when it registers.
+
+    ``connection_info`` is the kernel's connection file without its key (the
+    hub has the key already).  ``rank`` asks for a place in the engine order
+    (an MPI rank); ``job`` names the launch (an MPI job) the engine belongs to.
+    """
+    channels = {f"{c}_port": connection_info[f"{c}_port"] for c in KERNEL_CHANNELS}
+    return {
+        "connection_info": {
+            "transport": connection_info["transport"],
+            "ip": connection_info["ip"],
+            **channels,
+        },
+        "rank": rank,
+        "job": job,
+        "host": host,
+        "pid": pid,
+        "connection_file": connection_file,
+    }
+
+
+def check_registration(content: Any) -> dict:
+    """A registration request's content, validated; ProtocolError names what is wrong."""
+    if not isinstance(content, dict):
+        raise ProtocolError("a registration must be a JSON object")
+    info = content.get("connection_info")
+    if not isinstance(info, dict):
+        raise ProtocolError("a registration needs a 'connection_info' object")
+    if info.get("transport") not in ("tcp", "ipc") or not isinstance(info.get("ip"), str) or not info["ip"]:
+        raise ProtocolError(f"connection_info needs transport 'tcp' or 'ipc' and an ip, not {info!r}")
+    for channel in KERNEL_CHANNELS:
+        port = info.get(f"{channel}_port")
+        if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
+            raise ProtocolError(f"connection_info has no valid {channel}_port: {port!r}")
+    rank = content.get("rank")
+    if rank is not None and not (isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0):
+        raise ProtocolError(f"rank must be a non-negative integer or null, not {rank!r}")
+    job = content.get("job")
+    if job is not None and not isinstance(job, str):
+        raise ProtocolError(f"job must be a string or null, not {job!r}")
+    pid = content.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        raise ProtocolError(f"pid must be an integer, not {pid!r}")
+    for key in ("host", "connection_file"):
+        if not isinstance(content.get(key), str):
+            raise ProtocolError(f"{key} must be a string, not {content.get(key)!r}")
+    return content

@@ -218,16 +218,23 @@ class AsyncResult(futures.Future):
         return len(self._arrivals)
 
     def wait_interactive(self, timeout: float | None = None, interval: float = 0.2) -> bool:
-        """Wait like :meth:`wait`, showing a progress bar once the wait passes a second."""
+        """Wait like :meth:`wait`, showing a progress bar once the wait passes a second.
+
+        Ctrl-C interrupts the engines still working, as it does in :meth:`get`.
+        """
         from .progress import Progress
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        with Progress(len(self.msg_ids), self.method) as bar:
-            while not self.done():
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                futures.wait([self], timeout=interval)
-                bar.update(self.progress)
+        try:
+            with Progress(len(self.msg_ids), self.method) as bar:
+                while not self.done():
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    futures.wait([self], timeout=interval)
+                    bar.update(self.progress)
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
         return self.done()
 
     def abort(self) -> None:

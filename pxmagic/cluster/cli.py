@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
 
 from .. import connection
 from ..error import PxError
 from ..hub.archive import ArchiveError
-from ..hub.store import options_from_arguments, store_arguments
-from .launcher import ClusterError, start_hub, stop_hub
+from ..hub.store import StoreOptions, options_from_arguments, store_arguments
+from ..protocol import ENGINE_KINDS
+from .launcher import ClusterError, engine_options, start_hub, stop_hub
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -22,20 +21,27 @@ def _start(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"pxcluster: {error}", file=sys.stderr)
         return 2
+    options = engine_options(args.engines, args.heartbeat_period, args.mpiexec, args.mpi_args,
+                             args.mpi_interrupt_timeout)
     if args.daemonize:
         hub = start_hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.timeout,
-                        curve=args.curve, restart_engines=args.restart_engines, store=store)
-        print(f"cluster started: {args.n} engines ready, hub pid {hub.pid}, "
+                        curve=args.curve, restart_engines=args.restart_engines, store=store, hub_options=options)
+        print(f"cluster started: {args.n} engines ready ({args.engines}), hub pid {hub.pid}, "
               f"connection file {connection.client_file(args.profile, args.cluster_id)}")
         return 0
-    from ..hub.engines import KERNEL_NAME
-    from ..hub.hub import Hub
+    from ..hub.__main__ import main as hub_main
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name or KERNEL_NAME, args.timeout,
-              curve=args.curve, restart_engines=args.restart_engines, store=store)
-    asyncio.run(hub.run())
-    return 0
+    argv = ["-n", str(args.n), "--profile", args.profile, "--cluster-id", args.cluster_id, "--ip", args.ip,
+            "--start-timeout", str(args.timeout), *options]
+    if args.kernel_name:
+        argv += ["--kernel-name", args.kernel_name]
+    if args.curve:
+        argv.append("--curve")
+    if args.restart_engines:
+        argv.append("--restart-engines")
+    if store != StoreOptions():
+        argv += store.arguments()
+    return hub_main(argv)
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -90,6 +96,17 @@ def parser() -> argparse.ArgumentParser:
                        help="kernelspec that starts engines (default: pxmagic-engine); its "
                             "kernel provisioner, if it names one, launches them")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the engines")
+    start.add_argument("--engines", choices=ENGINE_KINDS, default="local",
+                       help="local: kernels on this host (default); mpi: the ranks of one mpiexec job; "
+                            "external: wait for engines started with "
+                            "`python -m pxmagic.engine --register <pxmagic-engine.json>`")
+    start.add_argument("--heartbeat-period", type=float, default=None,
+                       help="seconds between heartbeats to engines the hub did not start (default: 0.5); "
+                            "one that misses 4 in a row is dead")
+    start.add_argument("--mpiexec", default=None, help="the MPI launcher (default: mpiexec)")
+    start.add_argument("--mpi-args", default=None, help="extra arguments for mpiexec, as one string")
+    start.add_argument("--mpi-interrupt-timeout", type=float, default=None,
+                       help="seconds interrupted MPI engines get before the whole job is stopped (default: 10)")
     store_arguments(start)
     start.set_defaults(run=_start)
     stop = with_cluster_options(commands.add_parser("stop", help="stop a cluster's hub and engines"))

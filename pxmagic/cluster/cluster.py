@@ -9,17 +9,22 @@ from typing import Any
 
 from .. import connection
 from ..hub.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB, StoreOptions
-from .launcher import start_hub, stop_hub
+from ..protocol import ENGINE_KINDS
+from .launcher import engine_options, start_hub, stop_hub
 
 
 class Cluster:
-    """A local cluster of ``n`` engines.
+    """A cluster of ``n`` engines: local kernels, or with ``engines="mpi"`` the ranks of an mpiexec job.
 
     ``with Cluster(n=4) as rc:`` starts it, hands over a connected Client and
     stops everything on exit.  Each Cluster gets its own ``cluster_id``, so it
     never disturbs a cluster started by ``pxcluster`` on the same profile.
     With ``shutdown_atexit`` (the default) the cluster lives no longer than
     the Python process that started it, even if that process is killed.
+
+    ``engines``, ``heartbeat_period``, ``mpiexec``, ``mpi_args`` and
+    ``mpi_interrupt_timeout`` are the options of ``pxcluster start`` of the
+    same names (None: their defaults).
 
     ``store="sqlite"`` keeps every result on disk as well as in the hub's
     memory, where at most ``max_results`` results and ``max_results_mb`` MB
@@ -40,9 +45,16 @@ class Cluster:
         store: str = "memory",
         max_results: int = DEFAULT_MAX_RESULTS,
         max_results_mb: float = DEFAULT_MAX_BYTES / MB,
+        engines: str = "local",
+        heartbeat_period: float | None = None,
+        mpiexec: str | None = None,
+        mpi_args: str | None = None,
+        mpi_interrupt_timeout: float | None = None,
     ):
         if n < 1:
             raise ValueError(f"a cluster needs at least one engine, not n={n}")
+        if engines not in ENGINE_KINDS:
+            raise ValueError(f"engines must be one of {', '.join(ENGINE_KINDS)}, not {engines!r}")
         self.store = StoreOptions(store, max_results, int(max_results_mb * MB))
         self.n = n
         self.profile = profile
@@ -51,6 +63,8 @@ class Cluster:
         self.kernel_name = kernel_name
         self.timeout = timeout
         self.shutdown_atexit = shutdown_atexit
+        self.engines = engines
+        self._hub_options = engine_options(engines, heartbeat_period, mpiexec, mpi_args, mpi_interrupt_timeout)
         self.curve = curve
         self.restart_engines = restart_engines
         self._hub: subprocess.Popen | None = None
@@ -58,7 +72,8 @@ class Cluster:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<Cluster n={self.n} profile={self.profile!r} cluster_id={self.cluster_id!r} {state}>"
+        return (f"<Cluster n={self.n} engines={self.engines!r} profile={self.profile!r} "
+                f"cluster_id={self.cluster_id!r} {state}>")
 
     @property
     def running(self) -> bool:
@@ -75,7 +90,8 @@ class Cluster:
             return
         self._hub = start_hub(self.n, self.profile, self.cluster_id, self.ip, self.kernel_name, self.timeout,
                               tied_to_caller=self.shutdown_atexit, curve=self.curve,
-                              restart_engines=self.restart_engines, store=self.store)
+                              restart_engines=self.restart_engines, store=self.store,
+                              hub_options=self._hub_options)
         if self.shutdown_atexit:
             atexit.register(self.stop)
 

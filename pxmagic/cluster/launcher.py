@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import connection, encryption
@@ -48,6 +49,7 @@ def start_hub(
     curve: bool = False,
     restart_engines: bool = False,
     store: StoreOptions | None = None,
+    hub_options: Sequence[str] = (),
 ) -> subprocess.Popen:
     """Start a hub and ``n`` engines in the background; return once all are ready.
 
@@ -55,7 +57,9 @@ def start_hub(
     however it exits.  ``curve`` encrypts client traffic with CurveZMQ; a hub
     bound beyond loopback without it gets a warning.  ``restart_engines``
     replaces an engine that dies by a fresh one with the same id.  ``store``
-    says how the hub keeps results.
+    says how the hub keeps results.  ``hub_options`` are more of the hub's
+    command-line options, such as those that say where engines come from
+    (:func:`engine_options`).
     """
     warning = encryption.exposure_warning(ip, curve)
     if warning:
@@ -74,6 +78,7 @@ def start_hub(
                "--cluster-id", cluster_id, "--ip", ip, "--start-timeout", str(timeout)]
     if kernel_name:
         command += ["--kernel-name", kernel_name]
+    command += hub_options
     if tied_to_caller:
         command += ["--parent-pid", str(os.getpid())]
     if curve:
@@ -100,6 +105,22 @@ def start_hub(
             hub.kill()
             raise ClusterError(f"the cluster was not ready after {timeout:.0f} s; see {log_path}")
         time.sleep(0.02)
+
+
+def engine_options(
+    engines: str = "local",
+    heartbeat_period: float | None = None,
+    mpiexec: str | None = None,
+    mpi_args: str | None = None,
+    mpi_interrupt_timeout: float | None = None,
+) -> list[str]:
+    """The hub's command-line options for these engine settings (None: the hub's default)."""
+    options = [f"--engines={engines}"]
+    for flag, value in (("--heartbeat-period", heartbeat_period), ("--mpiexec", mpiexec),
+                        ("--mpi-args", mpi_args), ("--mpi-interrupt-timeout", mpi_interrupt_timeout)):
+        if value is not None:
+            options.append(f"{flag}={value}")  # one word: a value may itself start with "--"
+    return options
 
 
 def stop_hub(profile: str = "default", cluster_id: str = "", timeout: float = 30.0) -> bool:

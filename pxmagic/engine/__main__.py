@@ -1,7 +1,24 @@
-"""``python -m pxmagic.engine -f CONNECTION_FILE``: start one engine kernel."""
-from ipykernel.kernelapp import IPKernelApp
+"""Start one engine kernel.
 
+``python -m pxmagic.engine -f CONNECTION_FILE``: an engine started by the hub
+(through jupyter_client and the ``pxmagic-engine`` kernelspec).
+
+``python -m pxmagic.engine --register PXMAGIC_ENGINE_JSON [--mpi] [--ip IP]``:
+an engine started by something else (``mpiexec``, ``srun``, ``ssh``) that
+binds its own ports and registers with the hub named in the file.
+"""
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from ipykernel.kernelapp import IPKernelApp, kernel_aliases, kernel_flags
+from traitlets import Bool, Float, Integer, Unicode
+
+from ..protocol import ENGINE_ID_ENV, rank_from_env
 from .kernel import EngineKernel
+from .registration import HubWatch, RegistrationError, address_facing, read_engine_file, register
 
 
 class EngineApp(IPKernelApp):
@@ -22,9 +39,83 @@ class EngineApp(IPKernelApp):
     (command-line config can still turn it on).
     """
 
+    register = Unicode("", config=True, help="register with the hub described by this pxmagic-engine.json")
+    rank = Integer(-1, config=True, help="place asked for in the engine order (default: the MPI/Slurm rank)")
+    job = Unicode("", config=True, help="the launch (an MPI job) this engine belongs to, for the hub")
+    mpi = Bool(False, config=True, help="initialize MPI (mpi4py) before registering; the rank is COMM_WORLD's")
+    registration_timeout = Float(60.0, config=True, help="seconds to wait for the hub to accept this engine")
+
+    aliases = {
+        **kernel_aliases,
+        "register": "EngineApp.register",
+        "rank": "EngineApp.rank",
+        "job": "EngineApp.job",
+        "registration-timeout": "EngineApp.registration_timeout",
+    }
+    flags = {**kernel_flags, "mpi": ({"EngineApp": {"mpi": True}}, "initialize MPI before registering")}
+
     def initialize(self, argv: list[str] | None = None) -> None:
         self.config.HistoryManager.enabled = False
         super().initialize(argv)
+        if self.register:
+            self._join_hub()
+
+    def init_connection_file(self) -> None:
+        """A registered engine signs with the cluster's key and binds where the hub can reach it."""
+        if not self.register:
+            super().init_connection_file()
+            return
+        try:
+            self.engine_file = read_engine_file(self.register)
+        except RegistrationError as error:
+            self.log.critical("%s", error)
+            self.exit(1)
+        self.session.key = self.engine_file["key"].encode()
+        self.session.signature_scheme = self.engine_file["signature_scheme"]
+        self.transport = "tcp"
+        if not any("ip" in self.config.get(section, {}) for section in ("IPKernelApp", "EngineApp")):
+            self.ip = address_facing(self.engine_file["registration"])
+        # no parent to outlive: the hub's heartbeat tells when to go (see _join_hub).  ipykernel
+        # never polls a parent "1" (init), and prints no banner for terminal users either
+        self.parent_handle = 1
+        if self.mpi:
+            self.rank = _init_mpi()
+        host = socket.gethostname().split(".")[0]
+        stem = Path(self.register).stem.replace("pxmagic-engine", "pxmagic-kernel", 1)
+        self.connection_file = str(Path(self.register).with_name(f"{stem}-{host}-{os.getpid()}.json"))
+        super().init_connection_file()
+
+    def _join_hub(self) -> None:
+        rank = self.rank if self.rank >= 0 else rank_from_env(os.environ)
+        info = {"transport": self.transport, "ip": self.ip, "shell_port": self.shell_port,
+                "iopub_port": self.iopub_port, "stdin_port": self.stdin_port,
+                "control_port": self.control_port, "hb_port": self.hb_port}
+        try:
+            engine_id = register(self.engine_file, self.session, info, rank, self.job or None,
+                                 self.abs_connection_file, self.registration_timeout)
+        except (RegistrationError, ValueError) as error:
+            self.log.critical("engine not registered: %s", error)
+            self.cleanup_connection_file()
+            self.exit(1)
+        os.environ[ENGINE_ID_ENV] = str(engine_id)
+        self.kernel.engine_id = engine_id
+        self.log.info("registered with the hub as engine %d", engine_id)
+        signal.signal(signal.SIGTERM, self._terminate)
+        HubWatch(self.engine_file, float(self.engine_file.get("hub_timeout", 10.0)), self._hub_gone).start()
+
+    def _hub_gone(self, silence: float) -> None:
+        self.log.critical("the hub has been silent for %.0f s; this engine exits", silence)
+        self._terminate()
+
+    def _terminate(self, *_: object) -> None:
+        """Exit at once, removing our connection file.
+
+        ``os._exit`` skips the atexit hooks, among them mpi4py's
+        MPI_Finalize, which would wait for ranks that may be gone.
+        """
+        self.cleanup_connection_file()
+        sys.stdout.flush()
+        os._exit(1)
 
     def init_sockets(self) -> None:
         super().init_sockets()
@@ -33,6 +124,15 @@ class EngineApp(IPKernelApp):
     def init_kernel(self) -> None:
         super().init_kernel()
         self.log.setLevel(self.log_level)
+
+
+def _init_mpi() -> int:
+    """Initialize MPI now, so a first ``from mpi4py import MPI`` in user code never waits for peers."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise SystemExit("pxmagic engine: --mpi needs mpi4py (`pip install 'pxmagic[mpi]'`)") from None
+    return MPI.COMM_WORLD.Get_rank()
 
 
 if __name__ == "__main__":

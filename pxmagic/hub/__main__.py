@@ -1,4 +1,4 @@
-"""``python -m pxmagic.hub -n 4 [--profile NAME] [--cluster-id ID] [--ip IP [--curve]] [--store sqlite]``."""
+"""``python -m pxmagic.hub -n 4 [--engines local|mpi|external] [--profile NAME] [--cluster-id ID] [--ip IP [--curve]] [--store sqlite]``."""
 from __future__ import annotations
 
 import argparse
@@ -6,40 +6,76 @@ import asyncio
 import logging
 import sys
 
+from ..protocol import ENGINE_KINDS
 from .archive import ArchiveError
 from .engines import KERNEL_NAME, EngineStartError
+from .heartbeat import DEFAULT_PERIOD
 from .hub import Hub
+from .launchers import Launcher
 from .store import options_from_arguments, store_arguments
+
+
+def make_launcher(args: argparse.Namespace) -> Launcher:
+    """The launcher ``--engines`` names, configured from the command line."""
+    if args.engines == "local":
+        from .launchers.local import LocalLauncher
+
+        return LocalLauncher(args.kernel_name)
+    if args.engines == "mpi":
+        from .launchers.mpi import MpiLauncher
+
+        return MpiLauncher(args.mpiexec, args.mpi_args, args.mpi_interrupt_timeout)
+    return Launcher()
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Options that choose and tune where engines come from; pxcluster passes them on."""
+    parser.add_argument("--engines", choices=ENGINE_KINDS, default="local",
+                        help="local: kernels on this host; mpi: the ranks of one mpiexec job; "
+                             "external: wait for engines started by hand with "
+                             "`python -m pxmagic.engine --register <pxmagic-engine.json>`")
+    parser.add_argument("--heartbeat-period", type=float, default=DEFAULT_PERIOD,
+                        help="seconds between heartbeats to registered engines; one that misses 4 in a row is "
+                             f"dead (default: {DEFAULT_PERIOD:g})")
+    parser.add_argument("--mpiexec", default="mpiexec", help="the MPI launcher to run (default: mpiexec)")
+    parser.add_argument("--mpi-args", default="", help="extra arguments for mpiexec, as one string")
+    parser.add_argument("--mpi-interrupt-timeout", type=float, default=10.0,
+                        help="seconds interrupted MPI engines get to finish before the whole job is stopped "
+                             "(default: 10)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pxmagic.hub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", "--engines", type=int, default=2, help="number of engines to start")
+    parser.add_argument("-n", type=int, default=2, help="number of engines to start or wait for")
     parser.add_argument("--profile", default="default", help="IPython profile (default: default)")
     parser.add_argument("--cluster-id", default="", help="name that tells clusters of one profile apart")
     parser.add_argument("--ip", default="127.0.0.1", help="interface the hub binds (default: 127.0.0.1)")
     parser.add_argument("--curve", action="store_true",
                         help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
     parser.add_argument("--restart-engines", action="store_true",
-                        help="replace an engine that dies by a fresh one with the same id")
-    parser.add_argument("--kernel-name", default=KERNEL_NAME, help="kernelspec that starts engines")
+                        help="replace a local engine that dies by a fresh one with the same id")
+    parser.add_argument("--kernel-name", default=KERNEL_NAME, help="kernelspec that starts local engines")
     parser.add_argument("--start-timeout", type=float, default=60.0, help="seconds for engines to start")
     parser.add_argument("--parent-pid", type=int, default=None,
                         help="stop when this process (the one that started the hub) exits")
     parser.add_argument("--log-level", default="INFO")
+    add_engine_options(parser)
     store_arguments(parser)
     args = parser.parse_args(argv)
-    if args.engines < 1:
-        parser.error("--engines must be at least 1")
+    if args.n < 1:
+        parser.error("-n must be at least 1")
+    if args.heartbeat_period <= 0:
+        parser.error("--heartbeat-period must be positive")
     try:
         store = options_from_arguments(args)
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        hub = Hub(args.engines, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
-                  args.parent_pid, args.curve, args.restart_engines, store)
+        hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
+                  args.parent_pid, args.curve, args.restart_engines, store, make_launcher(args),
+                  args.heartbeat_period)
         asyncio.run(hub.run())
     except (EngineStartError, ArchiveError) as error:
         logging.getLogger("pxmagic.hub").error("%s", error)

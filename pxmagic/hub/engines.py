@@ -1,29 +1,62 @@
-"""Engines as the hub sees them: a kernel manager and the hub's sockets to that kernel.
+"""Engines as the hub sees them: a kernel and the hub's sockets to it.
 
-Engines are started by jupyter_client's AsyncKernelManager from the
-``pxmagic-engine`` kernelspec (or any kernelspec named by the user), so any
-kernel provisioner works and each engine leaves an ordinary kernel connection
-file that ``jupyter console --existing`` can attach to.  They share the
-cluster's key, which lets the hub forward an engine's signed replies to
-clients untouched.
+Every engine is a real Jupyter kernel that the hub reaches through the
+channels named in its connection info: shell and control (DEALER sockets,
+as a kernel client has) and iopub (SUB).  Engines share the cluster's key,
+which lets the hub forward an engine's signed replies to clients untouched.
+
+Engines come two ways, and differ only in how the hub learns they died:
+
+* :class:`LocalEngine`: started by the hub through jupyter_client's
+  AsyncKernelManager from the ``pxmagic-engine`` kernelspec (or any kernelspec
+  named by the user), so any kernel provisioner works.  The kernel manager
+  knows at once when the process exits.
+* ``RegisteredEngine`` (:mod:`.registration`): started by something else
+  (mpiexec, srun, ssh) on its own host; it told the hub its connection info.
+  Only missed heartbeats (:mod:`.heartbeat`) or the end of its launcher's job
+  tell the hub it is gone.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-import time
+import resource
 from pathlib import Path
 
 import zmq
-import zmq.asyncio
-from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
 from .. import wire
-from ..protocol import ENGINE_ID_ENV
+from ..protocol import ENGINE_ID_ENV, kernel_url
 
 KERNEL_NAME = "pxmagic-engine"
+
+#: how often the hub asks a local engine's kernel manager whether the process lives
+LIVENESS_PERIOD = 0.5
+#: a starting engine is asked for its kernel info again after this long, then twice as long..., at most
+READY_RETRY_FIRST = 0.2
+READY_RETRY_MAX = 2.0
+
+
+def allow_many_engines(context: zmq.Context) -> int:
+    """Let the hub hold thousands of engines: raise the open-file limit to its hard limit.
+
+    Each engine costs the hub four ZMQ sockets (shell, control, iopub,
+    heartbeat), and each socket a file descriptor for its connection and one
+    for its mailbox; 1,000 engines need ~8,000 descriptors, past the usual
+    soft limit of 1,024.  ZMQ's own limit of 1,024 sockets a context is raised
+    to match (it must be set before the context's first socket).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    context.set(zmq.MAX_SOCKETS, max(1024, soft // 2))
+    return soft
 
 
 class EngineStartError(RuntimeError):
@@ -31,21 +64,116 @@ class EngineStartError(RuntimeError):
 
 
 class Engine:
-    """One engine kernel and the hub's shell, iopub and control sockets to it."""
+    """One engine kernel and the hub's shell, iopub and control sockets to it.
 
-    def __init__(self, engine_id: int, manager: AsyncKernelManager):
+    Subclasses say how the engine started, how the hub learns that it died
+    (:meth:`until_dead`) and how it is stopped.
+    """
+
+    #: whether the hub can replace this engine by a fresh kernel with the same id
+    restartable = False
+
+    def __init__(self, engine_id: int, connection_info: dict, context: zmq.Context):
         self.id = engine_id
-        self.manager = manager
-        # plain (not asyncio) sockets: the hub reads them from one loop callback, see Hub._pump
-        self.kernel_client = BlockingKernelClient(
-            **manager.get_connection_info(session=True), parent=manager, context=zmq.Context.instance()
-        )
-        self.shell = self.kernel_client.connect_shell(identity=f"hub-{engine_id}".encode())
-        self.iopub = self.kernel_client.connect_iopub()
-        self.control = self.kernel_client.connect_control()
+        self.connection_info = connection_info
+        # plain (not asyncio) sockets: the hub reads them from loop callbacks, see Hub._drain
+        self.shell = context.socket(zmq.DEALER)
+        self.shell.identity = f"hub-{engine_id}".encode()
+        self.control = context.socket(zmq.DEALER)
+        self.iopub = context.socket(zmq.SUB)
+        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
         for socket in (self.shell, self.control):
             socket.sndhwm = 0  # the hub's sends never block: queued requests wait in ZMQ
         self.iopub.rcvhwm = 0
+        for socket, channel in ((self.shell, "shell"), (self.control, "control"), (self.iopub, "iopub")):
+            socket.linger = 0
+            socket.connect(kernel_url(connection_info, channel))
+
+    @property
+    def connection_file(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What ``hub_info`` tells clients about this engine."""
+        return {"connection_file": self.connection_file, "pid": self.pid}
+
+    async def is_alive(self) -> bool:
+        raise NotImplementedError
+
+    async def until_dead(self) -> str:
+        """Return, once the engine has died, why it is gone (completing "engine <id> ...")."""
+        raise NotImplementedError
+
+    async def wait_ready(self, session: Session, timeout: float) -> None:
+        """Return once the kernel answers on shell and its iopub reaches us.
+
+        A SUB socket only receives what is published after its subscription
+        arrived (ipykernel 7 greets each new subscriber with ``iopub_welcome``;
+        older kernels do not), so requests are repeated until an iopub message
+        comes back, ever less often: a thousand engines starting at once must
+        not be flooded with requests they are too busy to answer.  The sockets
+        are watched with plain loop readers: zmq.asyncio's poller builds new
+        asyncio sockets on every poll, milliseconds each with 1,000 engines.
+        """
+        loop = asyncio.get_running_loop()
+        heard: set[zmq.Socket] = set()
+        news = asyncio.Event()
+
+        def read() -> None:
+            for socket in (self.shell, self.iopub):
+                while socket.EVENTS & zmq.POLLIN:
+                    socket.recv_multipart()
+                    heard.add(socket)
+            news.set()
+
+        for socket in (self.shell, self.iopub):
+            loop.add_reader(socket.FD, read)
+        try:
+            deadline = loop.time() + timeout
+            interval = READY_RETRY_FIRST
+            while len(heard) < 2:
+                if loop.time() > deadline:
+                    raise EngineStartError(f"engine {self.id} did not answer within {timeout:.0f} s"
+                                           f" at {kernel_url(self.connection_info, 'shell')}")
+                if not await self.is_alive():
+                    raise EngineStartError(f"engine {self.id} exited while starting")
+                wire.send(session, self.shell, "kernel_info_request", {})
+                read()  # the send may have taken the signal of a message that arrived meanwhile
+                retry_at = min(loop.time() + interval, deadline)
+                interval = min(2 * interval, READY_RETRY_MAX)
+                while len(heard) < 2 and (left := retry_at - loop.time()) > 0:
+                    news.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(news.wait(), left)
+        finally:
+            for socket in (self.shell, self.iopub):
+                loop.remove_reader(socket.FD)
+
+    async def restart(self, session: Session, timeout: float) -> Engine:
+        raise EngineStartError(f"engine {self.id} was not started by the hub, so the hub cannot restart it")
+
+    def close_sockets(self) -> None:
+        for socket in (self.shell, self.iopub, self.control):
+            socket.close(linger=0)
+
+    @classmethod
+    async def shutdown_all(cls, engines: list[Engine], session: Session) -> None:
+        """Stop these engines, all of this class, together."""
+        raise NotImplementedError
+
+
+class LocalEngine(Engine):
+    """An engine kernel the hub started with a kernel manager."""
+
+    restartable = True
+
+    def __init__(self, engine_id: int, manager: AsyncKernelManager):
+        self.manager = manager
+        super().__init__(engine_id, manager.get_connection_info(), zmq.Context.instance())
 
     @property
     def connection_file(self) -> str:
@@ -64,7 +192,7 @@ class Engine:
         session: Session,
         connection_dir: Path,
         kernel_name: str = KERNEL_NAME,
-    ) -> "Engine":
+    ) -> LocalEngine:
         """Start an engine kernel through jupyter_client, sharing ``session``'s key.
 
         The hub and its engines share a host, so they talk over IPC: there is
@@ -73,7 +201,7 @@ class Engine:
         answers).  Socket paths are limited to about 107 bytes, so a deeply
         nested profile directory falls back to loopback TCP.
         """
-        name = f"pxmagic-engine-{os.getpid()}-{engine_id}"
+        name = f"pxmagic-kernel-{os.getpid()}-{engine_id}"
         ipc_prefix = str(connection_dir / name)
         transport, address = ("ipc", ipc_prefix) if len(ipc_prefix) < 96 else ("tcp", "127.0.0.1")
         manager = AsyncKernelManager(
@@ -98,44 +226,27 @@ class Engine:
             raise EngineStartError(f"engine {engine_id} did not start: {error}") from error
         return cls(engine_id, manager)
 
-    async def wait_ready(self, session: Session, timeout: float) -> None:
-        """Return once the kernel answers on shell and its iopub reaches us.
-
-        A SUB socket only receives what is published after its subscription
-        arrived, so requests are repeated until an iopub message comes back.
-        """
-        deadline = time.monotonic() + timeout
-        poller = zmq.asyncio.Poller()
-        poller.register(self.shell, zmq.POLLIN)
-        poller.register(self.iopub, zmq.POLLIN)
-        shell_ok = iopub_ok = False
-        while not (shell_ok and iopub_ok):
-            if time.monotonic() > deadline:
-                raise EngineStartError(f"engine {self.id} did not answer within {timeout:.0f} s")
-            if not await self.manager.is_alive():
-                raise EngineStartError(f"engine {self.id} exited while starting")
-            wire.send(session, self.shell, "kernel_info_request", {})
-            for socket, _ in await poller.poll(200):
-                socket.recv_multipart()
-                shell_ok |= socket is self.shell
-                iopub_ok |= socket is self.iopub
-
-    async def restart(self, session: Session, timeout: float) -> Engine:
+    async def restart(self, session: Session, timeout: float) -> LocalEngine:
         """A fresh kernel with the same id, ports and environment, ready for work."""
-        self._close_sockets()
+        self.close_sockets()
         await self.manager.restart_kernel(now=True)
-        engine = Engine(self.id, self.manager)
+        engine = LocalEngine(self.id, self.manager)
         await engine.wait_ready(session, timeout)
         return engine
-
-    def _close_sockets(self) -> None:
-        for socket in (self.shell, self.iopub, self.control):
-            socket.close(linger=0)
 
     async def is_alive(self) -> bool:
         return await self.manager.is_alive()
 
+    async def until_dead(self) -> str:
+        while await self.manager.is_alive():
+            await asyncio.sleep(LIVENESS_PERIOD)
+        return "died"
+
     async def shutdown(self) -> None:
         """Stop the kernel (politely first) and remove its connection file."""
-        self._close_sockets()
+        self.close_sockets()
         await self.manager.shutdown_kernel(now=False)
+
+    @classmethod
+    async def shutdown_all(cls, engines: list[LocalEngine], session: Session) -> None:
+        await asyncio.gather(*(engine.shutdown() for engine in engines), return_exceptions=True)

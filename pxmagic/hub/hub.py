@@ -6,6 +6,11 @@ own announcements).  Requests are checked (signature, then targets) and
 fanned out to engine shells; replies are checked and forwarded to the client
 that asked, frames untouched, and kept in the result store (:mod:`.store`)
 for clients that ask for them later.  The bookkeeping is :class:`Router`'s.
+
+Engines come from a launcher (:mod:`.launchers`: local kernels, an MPI job,
+or none) and from the registration socket (:mod:`.registration`); once
+connected, every engine is served alike, and only the way its death is
+noticed differs (kernel manager, heartbeats, the end of its job).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from .. import connection, encryption, wire
 from ..protocol import (
     CONTROL_REQUESTS,
     ENGINE_ABORT_REQUEST,
+    INTERRUPT_REQUEST,
     ENGINE_REQUESTS,
     ENGINE_STATUS,
     HUB_INFO_REPLY,
@@ -54,14 +60,22 @@ from ..protocol import (
     result_msg_ids,
     stored_results_message,
 )
-from .engines import KERNEL_NAME, Engine
+from .engines import KERNEL_NAME, LIVENESS_PERIOD, Engine, EngineStartError, allow_many_engines
+from .heartbeat import DEFAULT_PERIOD, HeartMonitor
+from .interrupts import StuckWatch
+from .launchers import LaunchContext, Launcher
+from .launchers.local import LocalLauncher
+from .registration import RegisteredEngine, Registrar
 from .router import Delivery, Failure, Router
 from .store import Found, StoreOptions, Waiter
 
 log = logging.getLogger("pxmagic.hub")
 
-#: how often the hub asks each engine's kernel manager whether the process lives
-LIVENESS_PERIOD = 0.5
+#: messages handled from one socket before the others get a turn
+DRAIN_BATCH = 64
+POLLIN = int(zmq.POLLIN)
+#: how long a registered engine waits for hub heartbeats before it exits, in heartbeat periods
+HUB_SILENCE_PERIODS = 10
 
 
 class Hub:
@@ -79,6 +93,8 @@ class Hub:
         curve: bool = False,
         restart_engines: bool = False,
         store: StoreOptions | None = None,
+        launcher: Launcher | None = None,
+        heartbeat_period: float = DEFAULT_PERIOD,
     ):
         self.n = n
         self.profile = profile
@@ -93,6 +109,11 @@ class Hub:
             key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256", username="pxmagic-hub"
         )
         self.context = zmq.Context.instance()
+        self.open_file_limit = allow_many_engines(self.context)
+        self.launcher = launcher or LocalLauncher(kernel_name)
+        self.heart = HeartMonitor(self.context, heartbeat_period)
+        self.registrar = Registrar(self.session, self.context, connection.engine_file(profile, cluster_id),
+                                   self._admit, lambda: self.engines.keys())
         # the hub's sends never block or drop: no high-water marks
         self.requests = self.context.socket(zmq.ROUTER)
         self.requests.sndhwm = 0
@@ -101,19 +122,28 @@ class Hub:
         self.curve_public: bytes | None = None
         if curve:
             self.curve_public, secret = encryption.server_keys()
-            for socket in (self.requests, self.publisher):
+            for socket in (self.requests, self.publisher, self.registrar.socket):
                 encryption.make_server(socket, self.curve_public, secret)
         self.router = Router()
         self.results = (store or StoreOptions()).open(connection.results_file(profile, cluster_id), self.session.sign)
-        # every socket the hub reads, and what handles its messages; see _pump
-        self._poller = zmq.Poller()
+        # every socket the hub reads, and what handles its messages; see _drain
         self._handlers: dict[zmq.Socket, Callable[[list], None]] = {}
+        #: served sockets sent on while draining, and sockets to check on the loop's next turn; see _drain
+        self._written: set[zmq.Socket] = set()
+        self._recheck: set[zmq.Socket] = set()
+        self._draining = False
         self.engines: dict[int, Engine] = {}
         self.client_file: Path = connection.client_file(profile, cluster_id)
         self.rejected_messages = 0
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._watchers: dict[int, asyncio.Task] = {}
+        self._starting: set[asyncio.Task] = set()
+        #: engines that did not become ready while the cluster starts (None once it has started)
+        self._start_failures: list[BaseException] | None = []
+        self.stuck_watch: StuckWatch | None = None
+        if self.launcher.interrupt_timeout is not None:
+            self.stuck_watch = StuckWatch(self.router, self.launcher.interrupt_timeout, self._stop_stuck_job)
 
     # -- life cycle ---------------------------------------------------------
     async def run(self) -> None:
@@ -125,6 +155,13 @@ class Hub:
             log.warning("%s", warning)
         request_port = self.requests.bind_to_random_port(f"tcp://{self.ip}")
         iopub_port = self.publisher.bind_to_random_port(f"tcp://{self.ip}")
+        hub_iopub = f"tcp://{self.ip}:{iopub_port}"
+        self.registrar.start(self.ip, hub_iopub, HUB_SILENCE_PERIODS * HUB_HEARTBEAT_PERIOD,
+                             curve_serverkey=self.curve_public.decode() if self.curve_public else None,
+                             profile=self.profile, cluster_id=self.cluster_id, hub_pid=os.getpid())
+        self._serve(self.registrar.socket, self.registrar.handle)
+        self._tasks.append(asyncio.create_task(self._beat()))
+        self._tasks.append(asyncio.create_task(self.heart.run()))
         try:
             await self._start_engines()
             connection.write_secret_json(self.client_file, {
@@ -142,7 +179,6 @@ class Hub:
             })
             log.info("%d engines ready; connection file %s", self.n, self.client_file)
             self._serve(self.requests, self._handle_client_message)
-            self._tasks.append(asyncio.create_task(self._beat()))
             if self.parent_pid is not None:
                 self._tasks.append(asyncio.create_task(self._watch_parent()))
             await self._stopping.wait()
@@ -150,21 +186,78 @@ class Hub:
             await self._shutdown()
 
     async def _start_engines(self) -> None:
-        security = connection.security_dir(self.profile)
-        starts = [
-            Engine.start(i, self.session, security, self.kernel_name)
-            for i in range(self.n)
-        ]
-        results = await asyncio.gather(*starts, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Engine):
-                self.engines[result.id] = result
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            raise failed[0]
-        await asyncio.gather(*(e.wait_ready(self.session, self.start_timeout) for e in self.engines.values()))
-        for engine in self.engines.values():
+        """Have the launcher start ``n`` engines; return once ``n`` are ready, or raise why not."""
+        context = LaunchContext(self.session, connection.security_dir(self.profile), self.registrar.path,
+                                self._admit, self.registrar.reserve)
+        deadline = asyncio.get_running_loop().time() + self.start_timeout
+        await self.launcher.start(self.n, context)
+        self._tasks.append(asyncio.create_task(self._watch_launcher()))
+        while len(self.router.load) < self.n:
+            if self._start_failures:
+                raise self._start_failures[0]
+            if self.launcher.end_reason is not None:
+                raise EngineStartError(f"the engines' {self.launcher.label} job ended before they were all "
+                                       f"ready ({len(self.router.load)} of {self.n}): engines "
+                                       f"{self.launcher.end_reason}; the hub log has their output")
+            if asyncio.get_running_loop().time() > deadline:
+                raise EngineStartError(f"only {len(self.router.load)} of {self.n} engines were ready within "
+                                       f"{self.start_timeout:.0f} s ({self.registrar.accepted} registered)")
+            await asyncio.sleep(0.05)
+        self._start_failures = None
+
+    def _admit(self, engine: Engine) -> None:
+        """Connect to a started or registered engine and serve it once it answers."""
+        self.engines[engine.id] = engine
+        if isinstance(engine, RegisteredEngine):
+            self.heart.add(engine.id, engine.heartbeat_url, engine.mark_dead)
+        task = asyncio.create_task(self._make_ready(engine))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _make_ready(self, engine: Engine) -> None:
+        try:
+            await engine.wait_ready(self.session, self.start_timeout)
+        except Exception as error:
+            log.error("%s", error)
+            if self._start_failures is not None:
+                self._start_failures.append(error)
+            if not engine.restartable:  # a local engine stays, for shutdown (or a restart) to stop it
+                self._forget(engine)
+            return
+        if self.engines.get(engine.id) is engine:
             self._add_engine(engine)
+
+    def _forget(self, engine: Engine) -> None:
+        """Let go of an engine that cannot come back (registered engines are not restarted)."""
+        self.heart.discard(engine.id)
+        if self.engines.get(engine.id) is engine:
+            del self.engines[engine.id]
+        for socket in (engine.shell, engine.control, engine.iopub):
+            if socket in self._handlers:
+                self._unserve(socket)
+        engine.close_sockets()
+        if isinstance(engine, RegisteredEngine):
+            engine.remove_connection_file(self.registrar.path.parent)
+
+    async def _watch_launcher(self) -> None:
+        """When the launched job ends by itself, its engines are gone with it."""
+        reason = await self.launcher.wait_ended()
+        self._mark_job_dead(reason)
+
+    def _mark_job_dead(self, reason: str) -> None:
+        for engine in list(self.engines.values()):
+            if engine.id in self.launcher.job_engine_ids and isinstance(engine, RegisteredEngine):
+                engine.mark_dead(reason)
+
+    def _stop_stuck_job(self, stuck: list[int]) -> None:
+        """Interrupted engines did not stop: their work fails now, and their whole job is stopped."""
+        stuck = [e for e in stuck if e in self.launcher.job_engine_ids and e in self.router.load]
+        if not stuck:
+            return
+        reason = self.launcher.stuck_reason(stuck)
+        log.error("engines %s did not stop on an interrupt: stopping their job", stuck)
+        self._mark_job_dead(reason)
+        self._tasks.append(asyncio.create_task(self.launcher.stop_job()))
 
     def _add_engine(self, engine: Engine) -> None:
         self._deliver(self.router.add_engine(engine.id).deliveries)
@@ -181,6 +274,12 @@ class Hub:
             reason = f"no engine {engine_id!r}: engines are {sorted(self.engines)}"
             self._refuse(f"{header['msg_type']} {header['msg_id']}", reason)
             self._reply(client, HUB_RESTART_REPLY, header, error_content("IndexError", reason))
+            return
+        if not engine.restartable:
+            evalue = (f"engine {engine_id} registered itself (from {getattr(engine, 'host', '?')}); the hub "
+                      "did not start it and cannot restart it (MPI ranks restart only with their whole job: "
+                      "stop and start the cluster)")
+            self._reply(client, HUB_RESTART_REPLY, header, error_content("EngineStartError", evalue))
             return
         self._watchers.pop(engine_id).cancel()
         if engine_id in self.router.load:
@@ -207,13 +306,23 @@ class Hub:
         log.info("engine %d restarted", engine.id)
 
     async def _shutdown(self) -> None:
-        for task in [*self._tasks, *self._watchers.values()]:
+        for task in [*self._tasks, *self._watchers.values(), *self._starting]:
             task.cancel()
         loop = asyncio.get_running_loop()
         for socket in self._handlers:
             loop.remove_reader(socket.FD)
         self.client_file.unlink(missing_ok=True)
-        await asyncio.gather(*(e.shutdown() for e in self.engines.values()), return_exceptions=True)
+        self.registrar.close()
+        self.heart.close()
+        by_class: dict[type[Engine], list[Engine]] = {}
+        for engine in self.engines.values():
+            by_class.setdefault(type(engine), []).append(engine)
+        await asyncio.gather(*(kind.shutdown_all(engines, self.session) for kind, engines in by_class.items()),
+                             return_exceptions=True)
+        for engine in self.engines.values():
+            if isinstance(engine, RegisteredEngine):
+                engine.remove_connection_file(self.registrar.path.parent)
+        await self.launcher.stop()
         self.requests.close(linger=0)
         self.publisher.close(linger=0)
         self.results.close()
@@ -223,35 +332,89 @@ class Hub:
     def _serve(self, socket: zmq.Socket, handler: Callable[[list], None]) -> None:
         """Hand every message ``socket`` receives to ``handler``, on the event loop's thread.
 
-        Plain sockets read by one loop callback cost a fraction of
-        zmq.asyncio's future per recv and per send (~0.5 ms a request here).
+        Plain sockets read by loop callbacks cost a fraction of zmq.asyncio's
+        future per recv and per send (~0.5 ms a request here).
         """
-        self._poller.register(socket, zmq.POLLIN)
         self._handlers[socket] = handler
-        asyncio.get_running_loop().add_reader(socket.FD, self._pump)
-        self._pump()
+        asyncio.get_running_loop().add_reader(socket.FD, self._drain, socket)
+        self._drain(socket)
 
     def _unserve(self, socket: zmq.Socket) -> None:
         """Stop reading ``socket`` (before it is closed)."""
-        self._poller.unregister(socket)
         del self._handlers[socket]
         asyncio.get_running_loop().remove_reader(socket.FD)
 
-    def _pump(self) -> None:
-        """Handle every message waiting on any socket.
+    def _drain(self, socket: zmq.Socket) -> None:
+        """Handle the messages waiting on ``socket``, then on the sockets that handling wrote to.
 
-        A ZMQ socket's FD is edge-triggered and any send or recv can consume
-        the edge, so this drains all sockets until none has input left.
+        Each socket has its own reader, so a message costs the same with 4 or
+        1,000 engines (polling every socket cost ~20 ms a message with 1,000).
+        But a ZMQ socket's FD only signals a change, and a send on a socket can
+        consume the signal of messages that arrived on it meanwhile: so every
+        send on a served socket goes through :meth:`_wrote`, and each socket
+        written to is checked here, once, before the loop moves on (a reply
+        sent to a client, say, is checked for the client's next request).  A
+        socket written to after its check gets another one on the loop's next
+        turn, and at most DRAIN_BATCH messages are taken from a socket at a
+        time, so one busy socket cannot starve the others.  Once a second the
+        hub's heartbeat also checks the client and registration sockets
+        (:meth:`_sweep`), in case a send on them bypassed ``_wrote``.
         """
-        while events := self._poller.poll(0):
-            for socket, _ in events:
-                frames = socket.recv_multipart(copy=False)
-                try:
-                    self._handlers[socket](frames)
-                except Exception:
-                    log.exception("error handling a message")
-                # drop big frames now, not when the next message arrives
-                del frames
+        if self._draining:
+            self._written.add(socket)
+            return
+        self._draining = True
+        try:
+            pending, checked = [socket], set()
+            while pending:
+                current = pending.pop()
+                checked.add(current)
+                self._handle_waiting(current)
+                for written in self._written:
+                    if written in checked:
+                        self._recheck_soon(written)
+                    else:
+                        pending.append(written)
+                self._written.clear()
+        finally:
+            self._draining = False
+
+    def _handle_waiting(self, socket: zmq.Socket) -> None:
+        for _ in range(DRAIN_BATCH):
+            if socket not in self._handlers or not socket.get(zmq.EVENTS) & POLLIN:
+                return
+            frames = socket.recv_multipart(copy=False)
+            try:
+                self._handlers[socket](frames)
+            except Exception:
+                log.exception("error handling a message")
+            # drop big frames now, not when the next message arrives
+            del frames
+        self._recheck_soon(socket)
+
+    def _wrote(self, socket: zmq.Socket) -> None:
+        """Note a send on a served socket, so it is checked for input the signal of which the send took."""
+        if self._draining:
+            self._written.add(socket)
+        else:
+            self._recheck_soon(socket)
+
+    def _recheck_soon(self, socket: zmq.Socket) -> None:
+        self._recheck.add(socket)
+        if len(self._recheck) == 1:
+            asyncio.get_running_loop().call_soon(self._run_rechecks)
+
+    def _run_rechecks(self) -> None:
+        sockets, self._recheck = self._recheck, set()
+        for socket in sockets:
+            self._drain(socket)
+
+    def _sweep(self) -> None:
+        """Check the sockets every client and engine writes to for input whose signal was lost."""
+        for socket in (self.requests, self.registrar.socket):
+            if socket in self._handlers and socket.get(zmq.EVENTS) & POLLIN:
+                log.warning("input on %s was found by the sweep, not signalled", socket)
+                self._drain(socket)
 
     def _refuse(self, what: str, reason: str) -> None:
         """Log (once) and count a message the hub will not act on."""
@@ -317,6 +480,8 @@ class Hub:
         if routing.failures:
             self._refuse(f"{header['msg_type']} {header['msg_id']}", "it names an engine that does not exist")
         self._send_failures(routing.failures)
+        if header["msg_type"] == INTERRUPT_REQUEST and self.stuck_watch is not None and not balanced:
+            self.stuck_watch.interrupted(targets)
 
     def _abort(self, client: bytes, header: dict, content: dict) -> None:
         """Drop queued tasks here; ask engines to drop requests they have not started."""
@@ -328,8 +493,9 @@ class Hub:
         aborted, by_engine = self.router.abort(msg_ids)
         self._send_failures(aborted)
         for engine_id, engine_msg_ids in by_engine.items():
-            wire.send(self.session, self.engines[engine_id].control, ENGINE_ABORT_REQUEST,
-                      {"msg_ids": engine_msg_ids})
+            control = self.engines[engine_id].control
+            wire.send(self.session, control, ENGINE_ABORT_REQUEST, {"msg_ids": engine_msg_ids})
+            self._wrote(control)
         self._reply(client, HUB_ABORT_REPLY, header, {"status": "ok"})
 
     def _deliver(self, deliveries: list[Delivery]) -> None:
@@ -337,25 +503,25 @@ class Hub:
             engine = self.engines[delivery.engine_id]
             socket = engine.control if delivery.header["msg_type"] in CONTROL_REQUESTS else engine.shell
             wire.forward(self.session, socket, delivery.header, delivery.payload)
+            self._wrote(socket)
 
     def _reply(self, client: bytes, msg_type: str, parent: dict, content: dict) -> None:
         wire.send(self.session, self.requests, msg_type, content, parent=parent, ident=client)
+        self._wrote(self.requests)
 
     def _send_failures(self, failures: list[Failure]) -> None:
         """Reply in the engines' name, and keep these replies as results like the engines' own."""
         for failure in failures:
             frames = self.session.serialize(self.session.msg(failure.reply_type, failure.content, failure.parent))
             self.requests.send_multipart([failure.client, *frames], copy=False)
+            self._wrote(self.requests)
             self._keep(failure.parent["msg_id"], failure.engine_id, frames[1:])
 
     def _hub_info(self) -> dict:
         return {
             "status": "ok",
-            "engines": {
-                str(e.id): {"connection_file": e.connection_file, "pid": e.pid}
-                for e in self.engines.values()
-                if e.id in self.router.load
-            },
+            "engines": {str(e.id): e.describe() for e in self.engines.values() if e.id in self.router.load},
+            "registrations": self.registrar.stats(),
         }
 
     def _announce(self, engine_id: int, state: str) -> None:
@@ -372,6 +538,7 @@ class Hub:
         client, freed = self.router.on_reply(msg_id)
         if client is not None:
             self.requests.send_multipart([client, *frames], copy=False)
+            self._wrote(self.requests)
             self._keep(msg_id, engine.id, parts)
         self._deliver(freed)
 
@@ -395,6 +562,7 @@ class Hub:
         content, buffers = stored_results_message(found)
         wire.send(self.session, self.requests, HUB_RESULT_REPLY, content, parent=parent, buffers=buffers,
                   ident=client)
+        self._wrote(self.requests)
 
     def _purge(self, client: bytes, header: dict, content: dict) -> None:
         try:
@@ -410,9 +578,10 @@ class Hub:
         self.publisher.send_multipart([topic, *frames[1:]], copy=False)
 
     async def _beat(self) -> None:
-        """Tell clients the hub is alive, so they can fail their work when it is not."""
+        """Tell clients and registered engines the hub is alive (they give up on a silent hub)."""
         while True:
             self.publisher.send(HUB_HEARTBEAT_TOPIC)
+            self._sweep()
             await asyncio.sleep(HUB_HEARTBEAT_PERIOD)
 
     async def _watch_parent(self) -> None:
@@ -423,11 +592,13 @@ class Hub:
         self._stopping.set()
 
     async def _watch_engine(self, engine: Engine) -> None:
-        while await engine.is_alive():
-            await asyncio.sleep(LIVENESS_PERIOD)
-        log.error("engine %d died", engine.id)
-        self._send_failures(self.router.remove_engine(engine.id, "died"))
+        reason = await engine.until_dead()
+        log.error("engine %d %s", engine.id, reason)
+        self._send_failures(self.router.remove_engine(engine.id, reason))
         self._announce(engine.id, "dead")
-        if self.restart_engines:
+        if not engine.restartable:
+            self._watchers.pop(engine.id, None)
+            self._forget(engine)
+        elif self.restart_engines:
             with contextlib.suppress(Exception):  # _replace logged it; the engine stays gone
                 await self._replace(engine)
