@@ -84,6 +84,7 @@ def test_a_queued_load_balanced_task_comes_when_it_is_done(cluster, rc):
     with cluster.connect_client() as other:
         fetched = other.get_result(queued.msg_ids[0])
         assert fetched.get(20) == len(rc.ids)
+        assert queued.get(20) == len(rc.ids)  # each client learns which engine ran it from its own copy
         assert fetched.engine_ids == queued.engine_ids
     assert [ar.get(20) for ar in busy] == list(range(len(rc.ids) + 1))
 

@@ -20,7 +20,6 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -65,15 +64,13 @@ from .heartbeat import DEFAULT_PERIOD, HeartMonitor
 from .interrupts import StuckWatch
 from .launchers import LaunchContext, Launcher
 from .launchers.local import LocalLauncher
+from .pump import SocketPump
 from .registration import RegisteredEngine, Registrar
 from .router import Delivery, Failure, Router
 from .store import Found, StoreOptions, Waiter
 
 log = logging.getLogger("pxmagic.hub")
 
-#: messages handled from one socket before the others get a turn
-DRAIN_BATCH = 64
-POLLIN = int(zmq.POLLIN)
 #: how long a registered engine waits for hub heartbeats before it exits, in heartbeat periods
 HUB_SILENCE_PERIODS = 10
 
@@ -126,12 +123,8 @@ class Hub:
                 encryption.make_server(socket, self.curve_public, secret)
         self.router = Router()
         self.results = (store or StoreOptions()).open(connection.results_file(profile, cluster_id), self.session.sign)
-        # every socket the hub reads, and what handles its messages; see _drain
-        self._handlers: dict[zmq.Socket, Callable[[list], None]] = {}
-        #: served sockets sent on while draining, and sockets to check on the loop's next turn; see _drain
-        self._written: set[zmq.Socket] = set()
-        self._recheck: set[zmq.Socket] = set()
-        self._draining = False
+        #: reads every socket the hub serves; sends on them are reported to it (see .pump)
+        self.pump = SocketPump()
         self.engines: dict[int, Engine] = {}
         self.client_file: Path = connection.client_file(profile, cluster_id)
         self.rejected_messages = 0
@@ -159,7 +152,7 @@ class Hub:
         self.registrar.start(self.ip, hub_iopub, HUB_SILENCE_PERIODS * HUB_HEARTBEAT_PERIOD,
                              curve_serverkey=self.curve_public.decode() if self.curve_public else None,
                              profile=self.profile, cluster_id=self.cluster_id, hub_pid=os.getpid())
-        self._serve(self.registrar.socket, self.registrar.handle)
+        self.pump.serve(self.registrar.socket, self.registrar.handle)
         self._tasks.append(asyncio.create_task(self._beat()))
         self._tasks.append(asyncio.create_task(self.heart.run()))
         try:
@@ -178,7 +171,7 @@ class Hub:
                 "engines": self.n,
             })
             log.info("%d engines ready; connection file %s", self.n, self.client_file)
-            self._serve(self.requests, self._handle_client_message)
+            self.pump.serve(self.requests, self._handle_client_message)
             if self.parent_pid is not None:
                 self._tasks.append(asyncio.create_task(self._watch_parent()))
             await self._stopping.wait()
@@ -233,8 +226,7 @@ class Hub:
         if self.engines.get(engine.id) is engine:
             del self.engines[engine.id]
         for socket in (engine.shell, engine.control, engine.iopub):
-            if socket in self._handlers:
-                self._unserve(socket)
+            self.pump.unserve(socket)
         engine.close_sockets()
         if isinstance(engine, RegisteredEngine):
             engine.remove_connection_file(self.registrar.path.parent)
@@ -261,9 +253,9 @@ class Hub:
 
     def _add_engine(self, engine: Engine) -> None:
         self._deliver(self.router.add_engine(engine.id).deliveries)
-        self._serve(engine.shell, partial(self._handle_engine_reply, engine))
-        self._serve(engine.control, partial(self._handle_engine_reply, engine))
-        self._serve(engine.iopub, partial(self._relay_output, engine))
+        self.pump.serve(engine.shell, partial(self._handle_engine_reply, engine))
+        self.pump.serve(engine.control, partial(self._handle_engine_reply, engine))
+        self.pump.serve(engine.iopub, partial(self._relay_output, engine))
         self._watchers[engine.id] = asyncio.create_task(self._watch_engine(engine))
         self._announce(engine.id, "registered")
 
@@ -295,7 +287,7 @@ class Hub:
     async def _replace(self, engine: Engine) -> None:
         """Start a fresh kernel in place of ``engine``, whose work has already been failed."""
         for socket in (engine.shell, engine.control, engine.iopub):
-            self._unserve(socket)
+            self.pump.unserve(socket)
         try:
             fresh = await engine.restart(self.session, self.start_timeout)
         except Exception:
@@ -308,9 +300,7 @@ class Hub:
     async def _shutdown(self) -> None:
         for task in [*self._tasks, *self._watchers.values(), *self._starting]:
             task.cancel()
-        loop = asyncio.get_running_loop()
-        for socket in self._handlers:
-            loop.remove_reader(socket.FD)
+        self.pump.close()
         self.client_file.unlink(missing_ok=True)
         self.registrar.close()
         self.heart.close()
@@ -327,94 +317,6 @@ class Hub:
         self.publisher.close(linger=0)
         self.results.close()
         log.info("hub stopped; %r", self.results)
-
-    # -- the loop -------------------------------------------------------------
-    def _serve(self, socket: zmq.Socket, handler: Callable[[list], None]) -> None:
-        """Hand every message ``socket`` receives to ``handler``, on the event loop's thread.
-
-        Plain sockets read by loop callbacks cost a fraction of zmq.asyncio's
-        future per recv and per send (~0.5 ms a request here).
-        """
-        self._handlers[socket] = handler
-        asyncio.get_running_loop().add_reader(socket.FD, self._drain, socket)
-        self._drain(socket)
-
-    def _unserve(self, socket: zmq.Socket) -> None:
-        """Stop reading ``socket`` (before it is closed)."""
-        del self._handlers[socket]
-        asyncio.get_running_loop().remove_reader(socket.FD)
-
-    def _drain(self, socket: zmq.Socket) -> None:
-        """Handle the messages waiting on ``socket``, then on the sockets that handling wrote to.
-
-        Each socket has its own reader, so a message costs the same with 4 or
-        1,000 engines (polling every socket cost ~20 ms a message with 1,000).
-        But a ZMQ socket's FD only signals a change, and a send on a socket can
-        consume the signal of messages that arrived on it meanwhile: so every
-        send on a served socket goes through :meth:`_wrote`, and each socket
-        written to is checked here, once, before the loop moves on (a reply
-        sent to a client, say, is checked for the client's next request).  A
-        socket written to after its check gets another one on the loop's next
-        turn, and at most DRAIN_BATCH messages are taken from a socket at a
-        time, so one busy socket cannot starve the others.  Once a second the
-        hub's heartbeat also checks the client and registration sockets
-        (:meth:`_sweep`), in case a send on them bypassed ``_wrote``.
-        """
-        if self._draining:
-            self._written.add(socket)
-            return
-        self._draining = True
-        try:
-            pending, checked = [socket], set()
-            while pending:
-                current = pending.pop()
-                checked.add(current)
-                self._handle_waiting(current)
-                for written in self._written:
-                    if written in checked:
-                        self._recheck_soon(written)
-                    else:
-                        pending.append(written)
-                self._written.clear()
-        finally:
-            self._draining = False
-
-    def _handle_waiting(self, socket: zmq.Socket) -> None:
-        for _ in range(DRAIN_BATCH):
-            if socket not in self._handlers or not socket.get(zmq.EVENTS) & POLLIN:
-                return
-            frames = socket.recv_multipart(copy=False)
-            try:
-                self._handlers[socket](frames)
-            except Exception:
-                log.exception("error handling a message")
-            # drop big frames now, not when the next message arrives
-            del frames
-        self._recheck_soon(socket)
-
-    def _wrote(self, socket: zmq.Socket) -> None:
-        """Note a send on a served socket, so it is checked for input the signal of which the send took."""
-        if self._draining:
-            self._written.add(socket)
-        else:
-            self._recheck_soon(socket)
-
-    def _recheck_soon(self, socket: zmq.Socket) -> None:
-        self._recheck.add(socket)
-        if len(self._recheck) == 1:
-            asyncio.get_running_loop().call_soon(self._run_rechecks)
-
-    def _run_rechecks(self) -> None:
-        sockets, self._recheck = self._recheck, set()
-        for socket in sockets:
-            self._drain(socket)
-
-    def _sweep(self) -> None:
-        """Check the sockets every client and engine writes to for input whose signal was lost."""
-        for socket in (self.requests, self.registrar.socket):
-            if socket in self._handlers and socket.get(zmq.EVENTS) & POLLIN:
-                log.warning("input on %s was found by the sweep, not signalled", socket)
-                self._drain(socket)
 
     def _refuse(self, what: str, reason: str) -> None:
         """Log (once) and count a message the hub will not act on."""
@@ -495,7 +397,7 @@ class Hub:
         for engine_id, engine_msg_ids in by_engine.items():
             control = self.engines[engine_id].control
             wire.send(self.session, control, ENGINE_ABORT_REQUEST, {"msg_ids": engine_msg_ids})
-            self._wrote(control)
+            self.pump.wrote(control)
         self._reply(client, HUB_ABORT_REPLY, header, {"status": "ok"})
 
     def _deliver(self, deliveries: list[Delivery]) -> None:
@@ -503,18 +405,18 @@ class Hub:
             engine = self.engines[delivery.engine_id]
             socket = engine.control if delivery.header["msg_type"] in CONTROL_REQUESTS else engine.shell
             wire.forward(self.session, socket, delivery.header, delivery.payload)
-            self._wrote(socket)
+            self.pump.wrote(socket)
 
     def _reply(self, client: bytes, msg_type: str, parent: dict, content: dict) -> None:
         wire.send(self.session, self.requests, msg_type, content, parent=parent, ident=client)
-        self._wrote(self.requests)
+        self.pump.wrote(self.requests)
 
     def _send_failures(self, failures: list[Failure]) -> None:
         """Reply in the engines' name, and keep these replies as results like the engines' own."""
         for failure in failures:
             frames = self.session.serialize(self.session.msg(failure.reply_type, failure.content, failure.parent))
             self.requests.send_multipart([failure.client, *frames], copy=False)
-            self._wrote(self.requests)
+            self.pump.wrote(self.requests)
             self._keep(failure.parent["msg_id"], failure.engine_id, frames[1:])
 
     def _hub_info(self) -> dict:
@@ -538,7 +440,7 @@ class Hub:
         client, freed = self.router.on_reply(msg_id)
         if client is not None:
             self.requests.send_multipart([client, *frames], copy=False)
-            self._wrote(self.requests)
+            self.pump.wrote(self.requests)
             self._keep(msg_id, engine.id, parts)
         self._deliver(freed)
 
@@ -562,7 +464,7 @@ class Hub:
         content, buffers = stored_results_message(found)
         wire.send(self.session, self.requests, HUB_RESULT_REPLY, content, parent=parent, buffers=buffers,
                   ident=client)
-        self._wrote(self.requests)
+        self.pump.wrote(self.requests)
 
     def _purge(self, client: bytes, header: dict, content: dict) -> None:
         try:
@@ -581,7 +483,7 @@ class Hub:
         """Tell clients and registered engines the hub is alive (they give up on a silent hub)."""
         while True:
             self.publisher.send(HUB_HEARTBEAT_TOPIC)
-            self._sweep()
+            self.pump.sweep((self.requests, self.registrar.socket))
             await asyncio.sleep(HUB_HEARTBEAT_PERIOD)
 
     async def _watch_parent(self) -> None:
