@@ -150,3 +150,17 @@ def test_a_cluster_lives_no_longer_than_its_process(tmp_path, how):
     assert owner.stdout.strip().isdigit(), owner.stderr
     assert_gone([int(owner.stdout)], timeout=20)
     assert security_files("owned") == [], "the hub removed its connection files"
+
+
+def test_clients_on_the_hubs_host_use_its_ipc_sockets_and_others_tcp(tmp_path):
+    with Cluster(n=1, timeout=60) as rc:
+        info = json.loads(rc.connection_file.read_text())
+        assert connection.hub_addresses(info) == (f"ipc://{info['local_ipc']}-requests",
+                                                  f"ipc://{info['local_ipc']}-iopub")
+        elsewhere = {**info, "hostname": "another-host"}
+        assert connection.hub_addresses(elsewhere)[0] == f"tcp://127.0.0.1:{info['request_port']}"
+        copied = tmp_path / "pxmagic-client-copied.json"
+        connection.write_secret_json(copied, elsewhere)
+        with Client(copied) as remote:
+            assert remote[0].apply_sync(lambda: "over tcp") == "over tcp"
+        assert rc[0].apply_sync(lambda: "over ipc") == "over ipc"

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 import zmq
 
-from .. import encryption
-from ..protocol import hub_url
+from .. import connection, encryption
 
 log = logging.getLogger("pxmagic.client")
 
@@ -48,8 +47,9 @@ class HubChannel:
         if info.get("curve_serverkey"):
             for socket in (self._requests, self._output):
                 encryption.make_client(socket, info["curve_serverkey"])
-        self._requests.connect(hub_url(info, "request_port"))
-        self._output.connect(hub_url(info, "iopub_port"))
+        request_address, output_address = connection.hub_addresses(info)
+        self._requests.connect(request_address)
+        self._output.connect(output_address)
         inbox_url = f"inproc://pxmagic-client-{id(self)}"
         self._inbox = self.context.socket(zmq.PULL)
         self._inbox.bind(inbox_url)

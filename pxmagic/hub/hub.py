@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import signal
+from socket import gethostname
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,8 @@ class Hub:
         self.pump = SocketPump()
         self.engines: dict[int, Engine] = {}
         self.client_file: Path = connection.client_file(profile, cluster_id)
+        #: path prefix of the IPC sockets for clients on this host (None: TCP only)
+        self._local_ipc: str | None = None
         self.rejected_messages = 0
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -148,6 +151,10 @@ class Hub:
             log.warning("%s", warning)
         request_port = self.requests.bind_to_random_port(f"tcp://{self.ip}")
         iopub_port = self.publisher.bind_to_random_port(f"tcp://{self.ip}")
+        local_ipc = self._local_ipc = connection.hub_ipc_prefix(self.profile)
+        if local_ipc:
+            self.requests.bind(f"ipc://{local_ipc}-requests")
+            self.publisher.bind(f"ipc://{local_ipc}-iopub")
         hub_iopub = f"tcp://{self.ip}:{iopub_port}"
         self.registrar.start(self.ip, hub_iopub, HUB_SILENCE_PERIODS * HUB_HEARTBEAT_PERIOD,
                              curve_serverkey=self.curve_public.decode() if self.curve_public else None,
@@ -162,6 +169,8 @@ class Hub:
                 "ip": self.ip,
                 "request_port": request_port,
                 "iopub_port": iopub_port,
+                "local_ipc": local_ipc,
+                "hostname": gethostname(),
                 "key": self.session.key.decode(),
                 "signature_scheme": self.session.signature_scheme,
                 "curve_serverkey": self.curve_public.decode() if self.curve_public else None,
@@ -315,6 +324,9 @@ class Hub:
         await self.launcher.stop()
         self.requests.close(linger=0)
         self.publisher.close(linger=0)
+        if self._local_ipc:
+            for suffix in ("-requests", "-iopub"):
+                Path(self._local_ipc + suffix).unlink(missing_ok=True)
         self.results.close()
         log.info("hub stopped; %r", self.results)
 
