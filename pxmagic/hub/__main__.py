@@ -1,4 +1,5 @@
-"""``python -m pxmagic.hub -n 4 [--engines local|mpi|ssh|slurm|external] [--profile NAME] [--cluster-id ID] [--ip IP [--curve]] [--store sqlite]``."""
+"""``python -m pxmagic.hub -n 4 [--engines local|mpi|ssh|slurm|external] [--profile NAME] [--cluster-id ID]
+[--ip IP [--curve]] [--store sqlite]``."""
 from __future__ import annotations
 
 import argparse

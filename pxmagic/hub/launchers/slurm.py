@@ -89,7 +89,9 @@ class SlurmLauncher(Launcher):
 
     async def job_state(self) -> str | None:
         """The job's state as squeue tells it; None once squeue no longer knows the job."""
-        status, output = await _run("squeue", "--noheader", f"--jobs={self.job_id}", "--format=%T")
+        # --states=all: by default squeue hides jobs that ended, which is what we ask about
+        status, output = await _run("squeue", "--noheader", "--states=all", f"--jobs={self.job_id}",
+                                    "--format=%T")
         if status != 0 or not output:
             return None
         return output.split()[0]
