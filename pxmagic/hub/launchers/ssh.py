@@ -32,7 +32,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..engines import EngineStartError
 from . import LaunchContext, Launcher
@@ -108,9 +108,10 @@ class SshLauncher(Launcher):
                 *command, stdin=subprocess.PIPE, env=_ssh_environment(os.environ), start_new_session=True
             )
             assert process.stdin is not None
-            process.stdin.write(engine_file)
-            await process.stdin.drain()
-            process.stdin.close()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # ssh failed: _wait says how
+                process.stdin.write(engine_file)
+                await process.stdin.drain()
+                process.stdin.close()
             self.processes.append((host, process))
             self._waiters.append(asyncio.create_task(self._wait(host, rank, process)))
 
@@ -140,6 +141,6 @@ class SshLauncher(Launcher):
             waiter.cancel()
 
 
-def _ssh_environment(environ: os._Environ | dict[str, str]) -> dict[str, str]:
+def _ssh_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """ssh's environment: a kernel's ``JPY_PARENT_PID`` must not reach (with SendEnv) remote engines."""
     return {k: v for k, v in environ.items() if k != "JPY_PARENT_PID"}
