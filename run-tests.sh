@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs everything the tests need, then runs them.
-#   - Debian's chromium for the JupyterLab browser test and Open MPI for the MPI engine tests
-#     (apt-get, as root),
+#   - Debian's chromium for the JupyterLab browser test, Open MPI for the MPI engine tests,
+#     openssh and iproute2 for the SSH tests (network namespaces), slurm-wlm and munge for the
+#     Slurm tests (apt-get, as root),
 #   - pxmagic with its test extras into ./.venv,
 #   - pytest; a run that collects no tests fails.
 set -uo pipefail
@@ -10,6 +11,9 @@ cd "$(dirname "$0")"
 missing=""
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
 command -v mpiexec >/dev/null || missing="$missing openmpi-bin libopenmpi-dev"
+[ -x /usr/sbin/sshd ] && command -v ssh >/dev/null || missing="$missing openssh-server openssh-client"
+command -v ip >/dev/null || missing="$missing iproute2"
+[ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/munged ] || missing="$missing slurm-wlm munge"
 if [ -n "$missing" ]; then
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing || exit 1
 fi

@@ -55,7 +55,7 @@ HUB_HEARTBEAT_TOPIC = b"hub.heartbeat"
 HUB_HEARTBEAT_PERIOD = 1.0
 
 #: where a cluster's engines come from (``--engines``): see pxmagic.hub.launchers
-ENGINE_KINDS = ("local", "mpi", "external")
+ENGINE_KINDS = ("local", "mpi", "ssh", "slurm", "external")
 #: what an engine the hub did not start sends the hub's registration socket, and the answer
 REGISTRATION_REQUEST = "registration_request"
 REGISTRATION_REPLY = "registration_reply"
@@ -63,6 +63,8 @@ REGISTRATION_REPLY = "registration_reply"
 ENGINE_FILE_PREFIX = "pxmagic-engine"
 #: a kernel's channels, each a ``<channel>_port`` in its connection info
 KERNEL_CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+#: a CurveZMQ key in Z85 text
+CURVE_KEY_LENGTH = 40
 #: environment variables that give a process's rank under common launchers, most specific first
 RANK_ENV_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID")
 
@@ -266,11 +268,14 @@ def registration_content(
     (an MPI rank); ``job`` names the launch (an MPI job) the engine belongs to.
     """
     channels = {f"{c}_port": connection_info[f"{c}_port"] for c in KERNEL_CHANNELS}
+    # a kernel that encrypts gives its CurveZMQ public key; its secret key never leaves it
+    curve = {"curve_publickey": connection_info["curve_publickey"]} if connection_info.get("curve_publickey") else {}
     return {
         "connection_info": {
             "transport": connection_info["transport"],
             "ip": connection_info["ip"],
             **channels,
+            **curve,
         },
         "rank": rank,
         "job": job,
@@ -293,6 +298,9 @@ def check_registration(content: Any) -> dict:
         port = info.get(f"{channel}_port")
         if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
             raise ProtocolError(f"connection_info has no valid {channel}_port: {port!r}")
+    curve_key = info.get("curve_publickey")
+    if curve_key is not None and not (isinstance(curve_key, str) and len(curve_key) == CURVE_KEY_LENGTH):
+        raise ProtocolError(f"connection_info's curve_publickey must be a {CURVE_KEY_LENGTH}-character Z85 key")
     rank = content.get("rank")
     if rank is not None and not (isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0):
         raise ProtocolError(f"rank must be a non-negative integer or null, not {rank!r}")

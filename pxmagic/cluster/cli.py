@@ -6,13 +6,18 @@ import sys
 
 from .. import connection
 from ..error import PxError
+from ..hub.__main__ import check_engine_options
 from ..hub.archive import ArchiveError
 from ..hub.store import StoreOptions, options_from_arguments, store_arguments
 from ..protocol import ENGINE_KINDS
-from .launcher import ClusterError, engine_options, start_hub, stop_hub
+from .launcher import ENGINE_SETTINGS, ClusterError, engine_options, start_hub, stop_hub
 
 
 def _start(args: argparse.Namespace) -> int:
+    problem = check_engine_options(args, default_n=4)
+    if problem:
+        print(f"pxcluster: {problem}", file=sys.stderr)
+        return 2
     if args.n < 1:
         print("pxcluster: -n must be at least 1", file=sys.stderr)
         return 2
@@ -21,8 +26,7 @@ def _start(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"pxcluster: {error}", file=sys.stderr)
         return 2
-    options = engine_options(args.engines, args.heartbeat_period, args.mpiexec, args.mpi_args,
-                             args.mpi_interrupt_timeout)
+    options = engine_options(args.engines, **{name: getattr(args, name) for name in ENGINE_SETTINGS})
     if args.daemonize:
         hub = start_hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.timeout,
                         curve=args.curve, restart_engines=args.restart_engines, store=store, hub_options=options)
@@ -84,7 +88,8 @@ def parser() -> argparse.ArgumentParser:
 
     start = with_cluster_options(commands.add_parser("start", help="start a hub and its engines",
                                                          formatter_class=argparse.RawDescriptionHelpFormatter))
-    start.add_argument("-n", type=int, default=4, help="number of engines (default: 4)")
+    start.add_argument("-n", type=int, default=None,
+                       help="number of engines (default: 4, or as many as --hosts names)")
     start.add_argument("--daemonize", action="store_true",
                        help="run in the background; return once every engine is ready")
     start.add_argument("--ip", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
@@ -98,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the engines")
     start.add_argument("--engines", choices=ENGINE_KINDS, default="local",
                        help="local: kernels on this host (default); mpi: the ranks of one mpiexec job; "
+                            "ssh: over ssh on --hosts (implies --curve); slurm: the tasks of one sbatch job; "
                             "external: wait for engines started with "
                             "`python -m pxmagic.engine --register <pxmagic-engine.json>`")
     start.add_argument("--heartbeat-period", type=float, default=None,
@@ -107,6 +113,15 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--mpi-args", default=None, help="extra arguments for mpiexec, as one string")
     start.add_argument("--mpi-interrupt-timeout", type=float, default=None,
                        help="seconds interrupted MPI engines get before the whole job is stopped (default: 10)")
+    start.add_argument("--hosts", default="",
+                       help="ssh: where engines run, HOST[:ENGINES],... (for example node1:2,user@node2:2)")
+    start.add_argument("--ssh", default=None, help="ssh: the ssh client (default: ssh)")
+    start.add_argument("--ssh-options", default=None,
+                       help="ssh: extra options for ssh, as one string (for example '-F ~/.ssh/cluster.conf')")
+    start.add_argument("--engine-python", default=None,
+                       help="ssh, slurm: the Python, with pxmagic installed, that runs engines on other hosts "
+                            "(default: this one's path)")
+    start.add_argument("--sbatch-args", default=None, help="slurm: extra arguments for sbatch, as one string")
     store_arguments(start)
     start.set_defaults(run=_start)
     stop = with_cluster_options(commands.add_parser("stop", help="stop a cluster's hub and engines"))

@@ -1,6 +1,7 @@
 """Cluster: start and stop a hub with its engines from Python."""
 from __future__ import annotations
 
+import argparse
 import atexit
 import secrets
 import subprocess
@@ -8,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import connection
+from ..hub.__main__ import check_engine_options
 from ..hub.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB, StoreOptions
 from ..protocol import ENGINE_KINDS
 from .launcher import engine_options, start_hub, stop_hub
 
 
 class Cluster:
-    """A cluster of ``n`` engines: local kernels, or with ``engines="mpi"`` the ranks of an mpiexec job.
+    """A cluster of ``n`` engines: local kernels, the ranks of an mpiexec job (``engines="mpi"``),
+    kernels on other hosts over ssh (``engines="ssh", hosts="node1:2,node2:2", ip=...``) or the tasks
+    of a Slurm job (``engines="slurm"``).
 
     ``with Cluster(n=4) as rc:`` starts it, hands over a connected Client and
     stops everything on exit.  Each Cluster gets its own ``cluster_id``, so it
@@ -22,9 +26,11 @@ class Cluster:
     With ``shutdown_atexit`` (the default) the cluster lives no longer than
     the Python process that started it, even if that process is killed.
 
-    ``engines``, ``heartbeat_period``, ``mpiexec``, ``mpi_args`` and
-    ``mpi_interrupt_timeout`` are the options of ``pxcluster start`` of the
-    same names (None: their defaults).
+    ``engines``, and the ``engine_settings`` (``heartbeat_period``,
+    ``mpiexec``, ``mpi_args``, ``mpi_interrupt_timeout``, ``hosts``, ``ssh``,
+    ``ssh_options``, ``engine_python``, ``sbatch_args``), are the options of
+    ``pxcluster start`` of the same names.  ``n`` defaults to 4, or to as
+    many engines as ``hosts`` names; ssh engines imply ``curve=True``.
 
     ``store="sqlite"`` keeps every result on disk as well as in the hub's
     memory, where at most ``max_results`` results and ``max_results_mb`` MB
@@ -33,7 +39,7 @@ class Cluster:
 
     def __init__(
         self,
-        n: int = 4,
+        n: int | None = None,
         profile: str = "default",
         cluster_id: str | None = None,
         ip: str = "127.0.0.1",
@@ -46,15 +52,18 @@ class Cluster:
         max_results: int = DEFAULT_MAX_RESULTS,
         max_results_mb: float = DEFAULT_MAX_BYTES / MB,
         engines: str = "local",
-        heartbeat_period: float | None = None,
-        mpiexec: str | None = None,
-        mpi_args: str | None = None,
-        mpi_interrupt_timeout: float | None = None,
+        **engine_settings: str | float | None,
     ):
-        if n < 1:
-            raise ValueError(f"a cluster needs at least one engine, not n={n}")
         if engines not in ENGINE_KINDS:
             raise ValueError(f"engines must be one of {', '.join(ENGINE_KINDS)}, not {engines!r}")
+        self._hub_options = engine_options(engines, **engine_settings)
+        settled = argparse.Namespace(engines=engines, hosts=engine_settings.get("hosts") or "", n=n, curve=curve)
+        problem = check_engine_options(settled, default_n=4)
+        if problem:
+            raise ValueError(problem)
+        n, curve = settled.n, settled.curve
+        if n < 1:
+            raise ValueError(f"a cluster needs at least one engine, not n={n}")
         self.store = StoreOptions(store, max_results, int(max_results_mb * MB))
         self.n = n
         self.profile = profile
@@ -64,7 +73,6 @@ class Cluster:
         self.timeout = timeout
         self.shutdown_atexit = shutdown_atexit
         self.engines = engines
-        self._hub_options = engine_options(engines, heartbeat_period, mpiexec, mpi_args, mpi_interrupt_timeout)
         self.curve = curve
         self.restart_engines = restart_engines
         self._hub: subprocess.Popen | None = None

@@ -107,19 +107,23 @@ def start_hub(
         time.sleep(0.02)
 
 
-def engine_options(
-    engines: str = "local",
-    heartbeat_period: float | None = None,
-    mpiexec: str | None = None,
-    mpi_args: str | None = None,
-    mpi_interrupt_timeout: float | None = None,
-) -> list[str]:
-    """The hub's command-line options for these engine settings (None: the hub's default)."""
+#: the hub's options that say where engines come from and how they are watched (see pxmagic.hub --help)
+ENGINE_SETTINGS = ("heartbeat_period", "mpiexec", "mpi_args", "mpi_interrupt_timeout", "hosts", "ssh",
+                   "ssh_options", "engine_python", "sbatch_args")
+
+
+def engine_options(engines: str = "local", **settings: str | float | None) -> list[str]:
+    """The hub's command-line options for these engine settings (None: the hub's default).
+
+    ``settings`` are named like the hub's options (``mpi_args`` for ``--mpi-args``).
+    """
+    unknown = sorted(set(settings) - set(ENGINE_SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown engine settings {', '.join(unknown)}; known: {', '.join(ENGINE_SETTINGS)}")
     options = [f"--engines={engines}"]
-    for flag, value in (("--heartbeat-period", heartbeat_period), ("--mpiexec", mpiexec),
-                        ("--mpi-args", mpi_args), ("--mpi-interrupt-timeout", mpi_interrupt_timeout)):
+    for name, value in settings.items():
         if value is not None:
-            options.append(f"{flag}={value}")  # one word: a value may itself start with "--"
+            options.append(f"--{name.replace('_', '-')}={value}")  # one word: a value may itself start with "--"
     return options
 
 

@@ -5,7 +5,8 @@
 
 ``python -m pxmagic.engine --register PXMAGIC_ENGINE_JSON [--mpi] [--ip IP]``:
 an engine started by something else (``mpiexec``, ``srun``, ``ssh``) that
-binds its own ports and registers with the hub named in the file.
+binds its own ports and registers with the hub named in the file
+(``--register -``: the file's content comes on standard input).
 """
 import os
 import signal
@@ -13,6 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
+import zmq
 from ipykernel.kernelapp import IPKernelApp, kernel_aliases, kernel_flags
 from traitlets import Bool, Float, Integer, Unicode
 
@@ -39,7 +41,8 @@ class EngineApp(IPKernelApp):
     (command-line config can still turn it on).
     """
 
-    register = Unicode("", config=True, help="register with the hub described by this pxmagic-engine.json")
+    register = Unicode("", config=True, help="register with the hub described by this pxmagic-engine.json "
+                                               "(-: read it from standard input)")
     rank = Integer(-1, config=True, help="place asked for in the engine order (default: the MPI/Slurm rank)")
     job = Unicode("", config=True, help="the launch (an MPI job) this engine belongs to, for the hub")
     mpi = Bool(False, config=True, help="initialize MPI (mpi4py) before registering; the rank is COMM_WORLD's")
@@ -78,18 +81,25 @@ class EngineApp(IPKernelApp):
         # no parent to outlive: the hub's heartbeat tells when to go (see _join_hub).  ipykernel
         # never polls a parent "1" (init), and prints no banner for terminal users either
         self.parent_handle = 1
+        if self.engine_file.get("curve_serverkey") and "curve_secretkey" in self.class_traits():
+            # the hub encrypts, so this kernel's own sockets do too, with a key pair of its own
+            self.curve_publickey, self.curve_secretkey = zmq.curve_keypair()
         if self.mpi:
             self.rank = _init_mpi()
         host = socket.gethostname().split(".")[0]
-        stem = Path(self.register).stem.replace("pxmagic-engine", "pxmagic-kernel", 1)
-        self.connection_file = str(Path(self.register).with_name(f"{stem}-{host}-{os.getpid()}.json"))
+        if self.register == "-":  # no file of the hub's here: ipykernel puts ours in Jupyter's runtime dir
+            self.connection_file = f"pxmagic-kernel-{host}-{os.getpid()}.json"
+        else:
+            stem = Path(self.register).stem.replace("pxmagic-engine", "pxmagic-kernel", 1)
+            self.connection_file = str(Path(self.register).with_name(f"{stem}-{host}-{os.getpid()}.json"))
         super().init_connection_file()
 
     def _join_hub(self) -> None:
         rank = self.rank if self.rank >= 0 else rank_from_env(os.environ)
         info = {"transport": self.transport, "ip": self.ip, "shell_port": self.shell_port,
                 "iopub_port": self.iopub_port, "stdin_port": self.stdin_port,
-                "control_port": self.control_port, "hb_port": self.hb_port}
+                "control_port": self.control_port, "hb_port": self.hb_port,
+                "curve_publickey": self.curve_publickey.decode() if getattr(self, "curve_publickey", None) else None}
         try:
             engine_id = register(self.engine_file, self.session, info, rank, self.job or None,
                                  self.abs_connection_file, self.registration_timeout)

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,9 +46,14 @@ class RegistrationError(RuntimeError):
 
 
 def read_engine_file(path: str | Path) -> dict:
-    """The hub's ``pxmagic-engine.json``, with an error that names what is wrong."""
+    """The hub's ``pxmagic-engine.json``, with an error that names what is wrong.
+
+    ``-`` reads it from standard input: ``ssh`` sends it that way, so the
+    cluster's key never lands in a file on a host the hub does not share a
+    filesystem with.
+    """
     try:
-        info = json.loads(Path(path).read_text())
+        info = json.loads(sys.stdin.read() if str(path) == "-" else Path(path).read_text())
     except FileNotFoundError:
         raise RegistrationError(f"no engine registration file at {path}: is the hub running?") from None
     except (OSError, ValueError) as error:

@@ -1,4 +1,5 @@
-"""``python -m pxmagic.hub -n 4 [--engines local|mpi|external] [--profile NAME] [--cluster-id ID] [--ip IP [--curve]] [--store sqlite]``."""
+"""``python -m pxmagic.hub -n 4 [--engines local|mpi|ssh|slurm|external] [--profile NAME] [--cluster-id ID]
+[--ip IP [--curve]] [--store sqlite]``."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,14 @@ def make_launcher(args: argparse.Namespace) -> Launcher:
         from .launchers.mpi import MpiLauncher
 
         return MpiLauncher(args.mpiexec, args.mpi_args, args.mpi_interrupt_timeout)
+    if args.engines == "ssh":
+        from .launchers.ssh import SshLauncher
+
+        return SshLauncher(args.hosts, args.ssh, args.ssh_options, args.engine_python)
+    if args.engines == "slurm":
+        from .launchers.slurm import SlurmLauncher
+
+        return SlurmLauncher(args.sbatch_args, args.engine_python)
     return Launcher()
 
 
@@ -32,6 +41,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """Options that choose and tune where engines come from; pxcluster passes them on."""
     parser.add_argument("--engines", choices=ENGINE_KINDS, default="local",
                         help="local: kernels on this host; mpi: the ranks of one mpiexec job; "
+                             "ssh: over ssh on --hosts (implies --curve); slurm: the tasks of one sbatch job; "
                              "external: wait for engines started by hand with "
                              "`python -m pxmagic.engine --register <pxmagic-engine.json>`")
     parser.add_argument("--heartbeat-period", type=float, default=DEFAULT_PERIOD,
@@ -42,12 +52,46 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mpi-interrupt-timeout", type=float, default=10.0,
                         help="seconds interrupted MPI engines get to finish before the whole job is stopped "
                              "(default: 10)")
+    parser.add_argument("--hosts", default="", help="ssh: where engines run, HOST[:ENGINES],... "
+                                                    "(for example node1:2,user@node2:2)")
+    parser.add_argument("--ssh", default="ssh", help="ssh: the ssh client to run (default: ssh)")
+    parser.add_argument("--ssh-options", default="",
+                        help="ssh: extra options for ssh, as one string (for example '-F ~/.ssh/cluster.conf')")
+    parser.add_argument("--engine-python", default=None,
+                        help="ssh, slurm: the Python, with pxmagic installed, that runs engines on the other "
+                             "hosts (default: this hub's own, the same path there)")
+    parser.add_argument("--sbatch-args", default="", help="slurm: extra arguments for sbatch, as one string")
+
+
+def check_engine_options(args: argparse.Namespace, default_n: int) -> str | None:
+    """Settle ``args.n`` and ``args.curve`` for the chosen engines; say what is wrong, if anything.
+
+    ssh engines talk to the hub across a network, so they imply CurveZMQ;
+    their number comes from ``--hosts``, and an ``-n`` given too must agree.
+    """
+    if args.engines != "ssh":
+        if args.hosts:
+            return "--hosts is for --engines ssh"
+        args.n = default_n if args.n is None else args.n
+        return None
+    from .launchers.ssh import engine_count
+
+    try:
+        count = engine_count(args.hosts)
+    except ValueError as error:
+        return str(error)
+    if args.n is not None and args.n != count:
+        return f"-n {args.n} does not match --hosts {args.hosts!r}, which asks for {count} engines"
+    args.n = count
+    args.curve = True
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pxmagic.hub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=2, help="number of engines to start or wait for")
+    parser.add_argument("-n", type=int, default=None,
+                        help="number of engines to start or wait for (default: 2, or as many as --hosts names)")
     parser.add_argument("--profile", default="default", help="IPython profile (default: default)")
     parser.add_argument("--cluster-id", default="", help="name that tells clusters of one profile apart")
     parser.add_argument("--ip", default="127.0.0.1", help="interface the hub binds (default: 127.0.0.1)")
@@ -63,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     add_engine_options(parser)
     store_arguments(parser)
     args = parser.parse_args(argv)
+    problem = check_engine_options(args, default_n=2)
+    if problem:
+        parser.error(problem)
     if args.n < 1:
         parser.error("-n must be at least 1")
     if args.heartbeat_period <= 0:

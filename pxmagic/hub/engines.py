@@ -29,7 +29,7 @@ from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import Session
 
-from .. import wire
+from .. import encryption, wire
 from ..protocol import ENGINE_ID_ENV, kernel_url
 
 KERNEL_NAME = "pxmagic-engine"
@@ -85,8 +85,12 @@ class Engine:
         for socket in (self.shell, self.control):
             socket.sndhwm = 0  # the hub's sends never block: queued requests wait in ZMQ
         self.iopub.rcvhwm = 0
+        #: the kernel's CurveZMQ public key, if its sockets encrypt (a registered engine on another host)
+        self.curve_serverkey: str | None = connection_info.get("curve_publickey")
         for socket, channel in ((self.shell, "shell"), (self.control, "control"), (self.iopub, "iopub")):
             socket.linger = 0
+            if self.curve_serverkey:
+                encryption.make_client(socket, self.curve_serverkey)
             socket.connect(kernel_url(connection_info, channel))
 
     @property

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import zmq
 
+from .. import encryption
+
 log = logging.getLogger("pxmagic.hub")
 
 #: seconds between pings; an engine that leaves DEFAULT_MISSES in a row unanswered is dead,
@@ -54,11 +56,13 @@ class HeartMonitor:
     def __len__(self) -> int:
         return len(self._hearts)
 
-    def add(self, engine_id: int, url: str, on_dead: Callable[[str], None]) -> None:
-        """Watch the kernel whose heartbeat channel is at ``url``."""
+    def add(self, engine_id: int, url: str, on_dead: Callable[[str], None], curve_serverkey: str | None = None) -> None:
+        """Watch the kernel whose heartbeat channel is at ``url`` (encrypted, if it has a CurveZMQ key)."""
         socket = self.context.socket(zmq.DEALER)
         socket.linger = 0
         socket.sndhwm = socket.rcvhwm = 2 * self.misses
+        if curve_serverkey:
+            encryption.make_client(socket, curve_serverkey)
         socket.connect(url)
         self.discard(engine_id)
         self._hearts[engine_id] = Heart(socket, on_dead)

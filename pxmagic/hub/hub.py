@@ -211,7 +211,7 @@ class Hub:
         """Connect to a started or registered engine and serve it once it answers."""
         self.engines[engine.id] = engine
         if isinstance(engine, RegisteredEngine):
-            self.heart.add(engine.id, engine.heartbeat_url, engine.mark_dead)
+            self.heart.add(engine.id, engine.heartbeat_url, engine.mark_dead, engine.curve_serverkey)
         task = asyncio.create_task(self._make_ready(engine))
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)

@@ -13,6 +13,8 @@ an engine is stuck in an MPI collective, and stops it on ``pxcluster stop``.
 
 * ``local`` (:mod:`.local`): kernels started by jupyter_client on this host.
 * ``mpi`` (:mod:`.mpi`): one ``mpiexec`` job whose ranks register as engines.
+* ``ssh`` (:mod:`.ssh`): one ``ssh`` process per engine, on other hosts.
+* ``slurm`` (:mod:`.slurm`): one ``sbatch`` job whose tasks register as engines.
 * ``external``: this base class; nothing is started, the hub waits for ``n``
   engines started by hand (``python -m pxmagic.engine --register FILE``).
 """
