@@ -49,6 +49,11 @@ def signed(session: Session, parts: list) -> bool:
     return hmac.compare_digest(parts[0].bytes, session.sign(parts[1:5]))
 
 
+def signed_and_unseen(session: Session, parts: list) -> bool:
+    """Whether ``parts`` would pass :func:`verify`, without recording its signature as seen."""
+    return signed(session, parts) and parts[0].bytes not in session.digest_history
+
+
 def load(frame: Any) -> Any:
     """The JSON value of one frame."""
     return json.loads(frame.bytes)

@@ -72,11 +72,17 @@ def test_hub_drops_unsigned_and_truncated_messages(rc, tmp_path):
     assert rc[0].apply_sync(lambda: 1) == 1
 
 
-def test_engine_drops_messages_with_a_wrong_key(rc, tmp_path):
+def test_engine_drops_messages_with_a_wrong_key(cluster, rc, tmp_path):
+    """Straight to an engine's shell: refused, and logged once each, before anything is loaded."""
+    def refused() -> int:
+        return cluster.log_file.read_text(errors="replace").count("refused a shell message")
+
+    before = refused()
     target = str(tmp_path / "planted-at-engine")
     send_all(engine_shell_url(rc.engine_connection_file(2)), forged_messages(target, b"wrong"))
     assert not os.path.exists(target) and not os.path.exists(target + "-exec")
     assert rc[2].apply_sync(lambda: "engine alive") == "engine alive"
+    assert refused() - before == 2
 
 
 def signed_apply(key: bytes, payload: object, signed_buffers: list[bytes] | None) -> tuple[list[bytes], list[bytes]]:

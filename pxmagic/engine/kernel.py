@@ -86,7 +86,8 @@ class EngineKernel(IPythonKernel):
         #: msg_ids to answer "aborted" instead of running, when their turn comes
         self.aborted: set[str] = set()
         self.engine_id = int(os.environ.get(ENGINE_ID_ENV, "-1"))
-        #: requests refused because their buffers did not match their signed digests
+        #: shell messages refused (bad or replayed signature) and requests refused for their buffers
+        self.rejected_messages = 0
         self.rejected_buffers = 0
         #: display messages published so far (stream writes are counted by EngineOutStream)
         self.displays = 0
@@ -134,9 +135,16 @@ class EngineKernel(IPythonKernel):
         """
         try:
             idents, parts = self.session.feed_identities(msg, copy=False)
-            is_apply = wire.load(parts[1]).get("msg_type") == "apply_request"  # a peek: verified below
+            is_apply = wire.load(parts[1]).get("msg_type") == "apply_request"  # JSON only, nothing unpickled
+            # ipykernel's own check records the signature of what it serves: only peek at it here
+            authentic = wire.verify(self.session, parts) if is_apply else wire.signed_and_unseen(self.session, parts)
         except Exception:
-            is_apply = False
+            authentic = False
+        if not authentic:
+            self.rejected_messages += 1
+            self.log.warning("refused a shell message (%d so far): its signature is missing, wrong or replayed",
+                             self.rejected_messages)
+            return
         if not is_apply:
             await super().shell_main(subshell_id, msg)
             return
@@ -144,9 +152,6 @@ class EngineKernel(IPythonKernel):
             self._serve_apply(idents, parts)
 
     def _serve_apply(self, idents: list, parts: list) -> None:
-        if not wire.verify(self.session, parts):
-            self.log.error("refused an apply_request: its signature is missing, wrong or replayed")
-            return
         msg = wire.message(parts)
         self.set_parent(idents, msg, channel="shell")
         if not self.should_handle(self.shell_stream, msg, idents):
