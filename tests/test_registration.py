@@ -317,3 +317,15 @@ def test_a_registered_engine_exits_when_its_hub_is_gone(engines):
         assert "the hub has been silent for" in stderr
         assert gone < 15, f"the engine exited {gone:.1f} s after its hub"
         assert not kernel_file.exists(), "the engine removed its connection file"
+
+
+def test_with_curve_an_engine_registers_and_hears_the_hub_through_curvezmq(engines):
+    cluster = Cluster(n=1, profile="registration-curve", curve=True)
+    with cluster as rc:
+        info = json.loads(engine_file(cluster).read_text())
+        assert len(info["curve_serverkey"]) == 40
+        engine = engines(engine_file(cluster))
+        rc.wait_for_engines(2, timeout=60)
+        assert rc[1].apply_sync(os.getpid) == engine.pid
+        time.sleep(12)  # longer than the engine's hub timeout: it hears the (encrypted) heartbeat
+        assert engine.poll() is None and rc.ids == [0, 1]

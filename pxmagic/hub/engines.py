@@ -76,7 +76,7 @@ class Engine:
     def __init__(self, engine_id: int, connection_info: dict, context: zmq.Context):
         self.id = engine_id
         self.connection_info = connection_info
-        # plain (not asyncio) sockets: the hub reads them from loop callbacks, see Hub._drain
+        # plain (not asyncio) sockets: the hub reads them from loop callbacks, see hub/pump.py
         self.shell = context.socket(zmq.DEALER)
         self.shell.identity = f"hub-{engine_id}".encode()
         self.control = context.socket(zmq.DEALER)
