@@ -135,3 +135,25 @@ def hub_addresses(info: dict) -> tuple[str, str]:
     if prefix and info.get("hostname") == gethostname() and os.path.exists(f"{prefix}-requests"):
         return f"ipc://{prefix}-requests", f"ipc://{prefix}-iopub"
     return hub_url(info, "request_port"), hub_url(info, "iopub_port")
+
+
+#: a profile's defaults for ``pxcluster start``
+CLUSTER_CONFIG = "pxcluster.json"
+
+
+def cluster_config(profile: str) -> dict:
+    """``pxcluster start`` defaults from ``profile_<profile>/pxcluster.json`` ({} if there is none).
+
+    Keys are the options' names without dashes (``n``, ``engines``,
+    ``mpi_args``...), so a profile can remember how its cluster starts.
+    """
+    path = profile_dir(profile) / CLUSTER_CONFIG
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as error:
+        raise ConnectionFileError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise ConnectionFileError(f"{path} must hold a JSON object of pxcluster start options")
+    return {key.lstrip("-").replace("-", "_"): value for key, value in config.items()}

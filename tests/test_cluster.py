@@ -164,3 +164,29 @@ def test_clients_on_the_hubs_host_use_its_ipc_sockets_and_others_tcp(tmp_path):
         with Client(copied) as remote:
             assert remote[0].apply_sync(lambda: "over tcp") == "over tcp"
         assert rc[0].apply_sync(lambda: "over ipc") == "over ipc"
+
+
+def test_a_profiles_pxcluster_json_sets_how_its_cluster_starts():
+    """`pxcluster start --profile P` takes its options from profile_P/pxcluster.json, and
+    Client(profile=P) finds that cluster; the command line still wins."""
+    config = connection.security_dir("configured").parent / connection.CLUSTER_CONFIG
+    config.write_text(json.dumps({"n": 3, "engines": "local", "restart-engines": True}))
+    try:
+        started = pxcluster("start", "--profile", "configured", "--daemonize")
+        assert started.returncode == 0, started.stderr
+        assert "3 engines ready" in started.stdout
+        with Client(profile="configured") as rc:
+            assert rc.ids == [0, 1, 2]
+        assert pxcluster("stop", "--profile", "configured").returncode == 0
+        started = pxcluster("start", "--profile", "configured", "--daemonize", "-n", "1")
+        assert started.returncode == 0 and "1 engines ready" in started.stdout, started.stderr
+        assert pxcluster("stop", "--profile", "configured").returncode == 0
+        config.write_text(json.dumps({"n": 2, "engine_count": 5}))
+        refused = pxcluster("start", "--profile", "configured", "--daemonize")
+        assert refused.returncode == 1 and "unknown options engine_count" in refused.stderr
+        config.write_text("{not json")
+        refused = pxcluster("start", "--profile", "configured", "--daemonize")
+        assert refused.returncode == 1 and "pxcluster.json is not valid JSON" in refused.stderr
+    finally:
+        config.unlink()
+        pxcluster("stop", "--profile", "configured")

@@ -77,7 +77,8 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(start_defaults: dict | None = None) -> argparse.ArgumentParser:
+    """pxcluster's parser; ``start_defaults`` (a profile's pxcluster.json) replace start's own defaults."""
     main_parser = argparse.ArgumentParser(prog="pxcluster", description="Start, stop and list pxmagic clusters.")
     commands = main_parser.add_subparsers(dest="command", required=True)
 
@@ -123,6 +124,13 @@ def parser() -> argparse.ArgumentParser:
                             "(default: this one's path)")
     start.add_argument("--sbatch-args", default=None, help="slurm: extra arguments for sbatch, as one string")
     store_arguments(start)
+    if start_defaults:
+        known = {action.dest for action in start._actions} - {"help", "profile", "cluster_id"}
+        unknown = sorted(set(start_defaults) - known)
+        if unknown:
+            raise ClusterError(f"{connection.CLUSTER_CONFIG} names unknown options {', '.join(unknown)}; "
+                               f"known: {', '.join(sorted(known))}")
+        start.set_defaults(**start_defaults)
     start.set_defaults(run=_start)
     stop = with_cluster_options(commands.add_parser("stop", help="stop a cluster's hub and engines"))
     stop.set_defaults(run=_stop)
@@ -136,6 +144,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "start":
+            # the profile's pxcluster.json supplies what the command line leaves out
+            args = parser(connection.cluster_config(args.profile)).parse_args(argv)
         return args.run(args)
     except (ClusterError, PxError, ArchiveError) as error:
         print(f"pxcluster: {error}", file=sys.stderr)
