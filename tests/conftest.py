@@ -35,8 +35,9 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def rc(cluster):
+    """A client of the module's cluster (a module may define its own ``cluster``)."""
     client = cluster.connect_client()
-    client.wait_for_engines(N_ENGINES, timeout=30)
+    client.wait_for_engines(cluster.n, timeout=30)
     yield client
     client.close()
 

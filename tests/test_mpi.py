@@ -68,13 +68,6 @@ def cluster():
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def rc(cluster):
-    client = cluster.connect_client()
-    yield client
-    client.close()
-
-
 def test_each_engine_is_the_mpi_rank_of_its_id(rc):
     assert rc.ids == [0, 1]
     assert rc[:].apply_sync(rank_and_size) == [(0, 2), (1, 2)]

@@ -74,13 +74,6 @@ def cluster():
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def rc(cluster):
-    client = cluster.connect_client()
-    yield client
-    client.close()
-
-
 def engine_file(cluster: Cluster) -> Path:
     return connection.engine_file(cluster.profile, cluster.cluster_id)
 

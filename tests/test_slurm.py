@@ -71,13 +71,6 @@ def cluster(slurm):
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def rc(cluster):
-    client = cluster.connect_client()
-    yield client
-    client.close()
-
-
 def test_engines_are_the_tasks_of_one_slurm_job(rc):
     assert rc.ids == [0, 1, 2, 3]
     seen = rc[:].apply_sync(slurm_variables)

@@ -46,13 +46,6 @@ def cluster(hosts):
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def rc(cluster):
-    client = cluster.connect_client()
-    yield client
-    client.close()
-
-
 def on_engines():
     """Functions to run on the engines, defined in a closure so they travel by value (tests/ is
     not on the engines' path)."""
