@@ -6,10 +6,9 @@ import sys
 
 from .. import connection
 from ..error import PxError
-from ..hub.__main__ import check_engine_options
+from ..hub.__main__ import add_engine_options, check_engine_options
 from ..hub.archive import ArchiveError
 from ..hub.store import StoreOptions, options_from_arguments, store_arguments
-from ..protocol import ENGINE_KINDS
 from .launcher import ENGINE_SETTINGS, ClusterError, engine_options, start_hub, stop_hub
 
 
@@ -102,27 +101,9 @@ def parser(start_defaults: dict | None = None) -> argparse.ArgumentParser:
                        help="kernelspec that starts engines (default: pxmagic-engine); its "
                             "kernel provisioner, if it names one, launches them")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the engines")
-    start.add_argument("--engines", choices=ENGINE_KINDS, default="local",
-                       help="local: kernels on this host (default); mpi: the ranks of one mpiexec job; "
-                            "ssh: over ssh on --hosts (implies --curve); slurm: the tasks of one sbatch job; "
-                            "external: wait for engines started with "
-                            "`python -m pxmagic.engine --register <pxmagic-engine.json>`")
-    start.add_argument("--heartbeat-period", type=float, default=None,
-                       help="seconds between heartbeats to engines the hub did not start (default: 0.5); "
-                            "one that misses 4 in a row is dead")
-    start.add_argument("--mpiexec", default=None, help="the MPI launcher (default: mpiexec)")
-    start.add_argument("--mpi-args", default=None, help="extra arguments for mpiexec, as one string")
-    start.add_argument("--mpi-interrupt-timeout", type=float, default=None,
-                       help="seconds interrupted MPI engines get before the whole job is stopped (default: 10)")
-    start.add_argument("--hosts", default="",
-                       help="ssh: where engines run, HOST[:ENGINES],... (for example node1:2,user@node2:2)")
-    start.add_argument("--ssh", default=None, help="ssh: the ssh client (default: ssh)")
-    start.add_argument("--ssh-options", default=None,
-                       help="ssh: extra options for ssh, as one string (for example '-F ~/.ssh/cluster.conf')")
-    start.add_argument("--engine-python", default=None,
-                       help="ssh, slurm: the Python, with pxmagic installed, that runs engines on other hosts "
-                            "(default: this one's path)")
-    start.add_argument("--sbatch-args", default=None, help="slurm: extra arguments for sbatch, as one string")
+    add_engine_options(start)
+    # only what the user sets is passed on: the hub knows its own defaults
+    start.set_defaults(**{name: None for name in ENGINE_SETTINGS if name != "hosts"})
     store_arguments(start)
     if start_defaults:
         known = {action.dest for action in start._actions} - {"help", "profile", "cluster_id"}
