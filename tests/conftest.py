@@ -56,3 +56,14 @@ def engine_shell_url(connection_file: str) -> str:
     if info["transport"] == "ipc":
         return f"ipc://{info['ip']}-{info['shell_port']}"
     return f"tcp://{info['ip']}:{info['shell_port']}"
+
+
+def px_shell(view):
+    """A terminal IPython shell with pxmagic loaded and ``view`` active (blocking), as a user sets one up."""
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+
+    shell = TerminalInteractiveShell.instance(simple_prompt=True, colors="nocolor")
+    shell.run_line_magic("load_ext", "pxmagic")
+    view.block = True
+    view.activate()
+    return shell

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from pxmagic import Client, Cluster, CompositeError, EngineError, RemoteError
+from conftest import px_shell
 
 if not os.environ.get("CI"):  # in CI (run-tests.sh installs both) a missing MPI must fail, not skip
     pytestmark = pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs mpiexec (openmpi-bin)")
@@ -80,14 +81,10 @@ def test_allreduce_across_engines_through_apply(rc):
 
 
 def test_allreduce_across_engines_through_px(rc):
-    from IPython.terminal.interactiveshell import TerminalInteractiveShell
     from IPython.utils.io import capture_output
 
-    shell = TerminalInteractiveShell.instance(simple_prompt=True, colors="nocolor")
-    shell.run_line_magic("load_ext", "pxmagic")
     view = rc[:]
-    view.block = True
-    view.activate()
+    shell = px_shell(view)
     with capture_output() as captured:
         shell.run_line_magic("px", "from mpi4py import MPI")
         shell.run_line_magic("px", "total = MPI.COMM_WORLD.allreduce(MPI.COMM_WORLD.rank + 1)")

@@ -20,6 +20,7 @@ import pytest
 import zmq
 
 from pxmagic import Client, Cluster
+from conftest import px_shell
 from sshhosts import NamespacesRefused, ssh_hosts
 
 if not os.environ.get("CI"):  # in CI (run-tests.sh installs them) a missing sshd or ip must fail, not skip
@@ -107,14 +108,9 @@ def test_spec_examples_across_hosts(rc):
 
 
 def test_px_across_hosts(rc):
-    from IPython.terminal.interactiveshell import TerminalInteractiveShell
     from IPython.utils.io import capture_output
 
-    shell = TerminalInteractiveShell.instance(simple_prompt=True, colors="nocolor")
-    shell.run_line_magic("load_ext", "pxmagic")
-    view = rc[:]
-    view.block = True
-    view.activate()
+    shell = px_shell(rc[:])
     with capture_output() as captured:
         shell.run_line_magic("px", "import os")
         shell.run_line_magic("px", "print('ns', os.stat('/proc/self/ns/net').st_ino != 0)")
