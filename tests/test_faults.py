@@ -260,3 +260,28 @@ def test_a_dead_engine_can_be_restarted_from_the_command_line(cluster):
     unknown = subprocess.run([pxcluster, "restart-engine", "7", "--profile", "faults",
                               "--cluster-id", cluster.cluster_id], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 1 and "no engine 7" in unknown.stderr
+
+
+def test_an_engine_whose_kernelspec_asks_for_sigint_is_interrupted_with_it(tmp_path, monkeypatch):
+    spec_dir = tmp_path / "jupyter" / "kernels" / "pxtest-sigint-engine"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": ["python", "-m", "pxmagic.engine", "-f", "{connection_file}"],
+        "display_name": "pxmagic engine, interrupted by signal",
+        "language": "python",
+        "interrupt_mode": "signal",
+    }))
+    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [str(tmp_path / "jupyter"),
+                                                                     os.environ.get("JUPYTER_PATH")])))
+    cluster = Cluster(n=2, profile="faults", kernel_name="pxtest-sigint-engine")
+    with cluster as rc:
+        running = rc[:].apply_async(lambda: __import__("time").sleep(30))
+        time.sleep(0.5)
+        start = time.monotonic()
+        rc.interrupt().get(10)
+        with pytest.raises(CompositeError) as raised:
+            running.get(10)
+        assert time.monotonic() - start < 2
+        assert [error.ename for _, error in raised.value.elist] == ["KeyboardInterrupt"] * 2
+        assert rc[:].apply_sync(lambda: "usable") == ["usable", "usable"]
+        assert cluster.log_file.read_text().count("with SIGINT (its kernelspec's interrupt_mode)") == 2

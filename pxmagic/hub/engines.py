@@ -105,6 +105,12 @@ class Engine:
         """What ``hub_info`` tells clients about this engine."""
         return {"connection_file": self.connection_file, "pid": self.pid}
 
+    #: whether an interrupt is a SIGINT from the hub rather than an ``interrupt_request`` message
+    interrupts_by_signal = False
+
+    async def interrupt_by_signal(self) -> None:
+        raise NotImplementedError
+
     async def is_alive(self) -> bool:
         raise NotImplementedError
 
@@ -237,6 +243,15 @@ class LocalEngine(Engine):
         engine = LocalEngine(self.id, self.manager)
         await engine.wait_ready(session, timeout)
         return engine
+
+    @property
+    def interrupts_by_signal(self) -> bool:
+        """A kernelspec's ``interrupt_mode: signal`` asks for SIGINT, sent by whoever started the kernel."""
+        spec = self.manager.kernel_spec
+        return spec is not None and spec.interrupt_mode == "signal"
+
+    async def interrupt_by_signal(self) -> None:
+        await self.manager.interrupt_kernel()
 
     async def is_alive(self) -> bool:
         return await self.manager.is_alive()

@@ -415,9 +415,25 @@ class Hub:
     def _deliver(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             engine = self.engines[delivery.engine_id]
+            if delivery.header["msg_type"] == INTERRUPT_REQUEST and engine.interrupts_by_signal:
+                self._tasks.append(asyncio.create_task(self._interrupt_by_signal(engine, delivery.header)))
+                continue
             socket = engine.control if delivery.header["msg_type"] in CONTROL_REQUESTS else engine.shell
             wire.forward(self.session, socket, delivery.header, delivery.payload)
             self.pump.wrote(socket)
+
+    async def _interrupt_by_signal(self, engine: Engine, header: dict) -> None:
+        """Interrupt with SIGINT, as the engine's kernelspec asks, and answer in the engine's name."""
+        log.info("interrupting engine %d with SIGINT (its kernelspec's interrupt_mode)", engine.id)
+        try:
+            await engine.interrupt_by_signal()
+            content = {"status": "ok"}
+        except Exception as error:
+            content = error_content(type(error).__name__, f"could not interrupt engine {engine.id}: {error}")
+        client, freed = self.router.on_reply(header["msg_id"])
+        if client is not None:
+            self._reply(client, INTERRUPT_REQUEST.replace("_request", "_reply"), header, content)
+        self._deliver(freed)
 
     def _reply(self, client: bytes, msg_type: str, parent: dict, content: dict) -> None:
         wire.send(self.session, self.requests, msg_type, content, parent=parent, ident=client)
