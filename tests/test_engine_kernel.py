@@ -53,7 +53,7 @@ def lone_engine():
 
 def apply_on(kc: BlockingKernelClient, func, *args) -> dict:
     buffers = serialize.pack_call(func, args, {})
-    msg = kc.session.msg("apply_request", {}, metadata={"buffer_digests": digests(buffers)})
+    msg = kc.session.msg("apply_request", {}, metadata={"buffer_digests": digests(kc.session.key, buffers)})
     msg["buffers"] = buffers
     kc.shell_channel.send(msg)
     while True:

@@ -29,7 +29,7 @@ def forged_messages(path: str, key: bytes) -> list[list[bytes]]:
     """An apply_request with a pickle that plants ``path``, and an execute_request that does too."""
     attacker = Session(key=key, signature_scheme="hmac-sha256")
     buffers = [bytes(f) for f in serialize.pack(Plant(path))]
-    apply_msg = attacker.msg("apply_request", {}, metadata=request_metadata([0, 1, 2, 3], digests(buffers)))
+    apply_msg = attacker.msg("apply_request", {}, metadata=request_metadata([0, 1, 2, 3], digests(key, buffers)))
     apply_frames = attacker.serialize(apply_msg) + buffers
     code = f"import os; os.mkdir({path + '-exec'!r})"
     execute_msg = attacker.msg("execute_request", {"code": code, "silent": False},
@@ -92,7 +92,7 @@ def signed_apply(key: bytes, payload: object, signed_buffers: list[bytes] | None
     buffers = [bytes(f) for f in serialize.pack(payload)]
     metadata = {"targets": [1]}
     if signed_buffers is not None:
-        metadata["buffer_digests"] = digests(signed_buffers)
+        metadata["buffer_digests"] = digests(key, signed_buffers)
     return session.serialize(session.msg("apply_request", {}, metadata=metadata)), buffers
 
 
@@ -133,7 +133,8 @@ def test_a_replayed_message_with_swapped_buffers_is_dropped(rc, tmp_path):
     url = f"tcp://127.0.0.1:{info['request_port']}"
     session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256")
     call = [bytes(f) for f in serialize.pack_call(len, ("abc",), {})]
-    captured = session.serialize(session.msg("apply_request", {}, metadata=request_metadata([1], digests(call))))
+    metadata = request_metadata([1], digests(session.key, call))
+    captured = session.serialize(session.msg("apply_request", {}, metadata=metadata))
     assert exchange(url, [captured + call], replies=1)[0]["status"] == "ok"
     target = str(tmp_path / "planted-by-replay")
     replayed = captured + [bytes(f) for f in serialize.pack(Plant(target))]

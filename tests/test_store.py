@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import sqlite3
 import stat
@@ -10,6 +11,7 @@ import pytest
 import zmq
 from jupyter_client.session import Session
 
+from pxmagic.digest import MAC_MIN, digests, matches
 from pxmagic.hub.archive import ArchiveError, SqliteArchive, decode_frames, encode_frames
 from pxmagic.hub.store import COPY_BELOW, ResultStore, StoreOptions, Waiter
 from pxmagic.protocol import (
@@ -24,11 +26,12 @@ from pxmagic.protocol import (
 
 
 def parts(session: Session | None = None, msg_id: str = "m", size: int = 0) -> list:
-    """A signed reply's frames, with a buffer of ``size`` bytes."""
+    """A signed reply's frames, with a tagged buffer of ``size`` bytes."""
     session = session or Session(key=b"key")
-    msg = session.msg("apply_reply", {"status": "ok"}, parent={"msg_id": msg_id})
-    frames = session.serialize(msg)[1:]
-    return [*frames, b"x" * size] if size else frames
+    buffers = [b"x" * size] if size else []
+    msg = session.msg("apply_reply", {"status": "ok"}, parent={"msg_id": msg_id},
+                      metadata={"buffer_digests": digests(session.key, buffers)})
+    return session.serialize(msg)[1:] + buffers
 
 
 def nothing_outstanding(msg_id: str) -> bool:
@@ -158,7 +161,7 @@ def test_frames_round_trip_through_one_blob():
 
 def test_the_archive_keeps_what_memory_culled_and_forgets_what_is_purged(tmp_path):
     session = Session(key=b"key")
-    store = ResultStore(max_results=1, archive=SqliteArchive(tmp_path / "results.sqlite", session.sign))
+    store = ResultStore(max_results=1, archive=SqliteArchive(tmp_path / "results.sqlite", session))
     kept = {f"m{i}": parts(session, f"m{i}", size=i) for i in range(4)}
     for engine_id, (msg_id, frames) in enumerate(kept.items()):
         store.add(msg_id, engine_id % 2, frames)
@@ -176,15 +179,17 @@ def test_the_archive_keeps_what_memory_culled_and_forgets_what_is_purged(tmp_pat
 def test_results_of_an_earlier_run_come_back_signed_with_the_new_key(tmp_path):
     path = tmp_path / "results.sqlite"
     first, second = Session(key=b"first run"), Session(key=b"second run")
-    store = ResultStore(archive=SqliteArchive(path, first.sign))
-    store.add("m", 0, parts(first, "m", size=5))
+    store = ResultStore(archive=SqliteArchive(path, first))
+    store.add("m", 0, parts(first, "m", size=MAC_MIN))
     store.close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    store = ResultStore(archive=SqliteArchive(path, second.sign))
+    store = ResultStore(archive=SqliteArchive(path, second))
     [(_, state, _, frames)] = store.find(["m"], nothing_outstanding, Waiter(b"c", {}))
     assert state == RESULT_DONE
     assert hmac.compare_digest(bytes(frames[0]), second.sign(frames[1:5]))
-    assert bytes(frames[5]) == b"x" * 5
+    assert bytes(frames[5]) == b"x" * MAC_MIN
+    tags = json.loads(bytes(frames[3]))["buffer_digests"]
+    assert matches(second.key, tags, frames[5:]) and not matches(first.key, tags, frames[5:])
     store.close()
 
 
@@ -192,12 +197,12 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path):
     path = tmp_path / "results.sqlite"
     path.write_bytes(b"this is no SQLite file" * 100)
     with pytest.raises(ArchiveError, match="cannot keep results in .*results.sqlite"):
-        SqliteArchive(path, Session(key=b"k").sign)
+        SqliteArchive(path, Session(key=b"k"))
 
 
 def test_a_result_that_cannot_be_written_is_logged_and_the_others_are_kept(tmp_path, caplog):
     session = Session(key=b"key")
-    archive = SqliteArchive(tmp_path / "results.sqlite", session.sign)
+    archive = SqliteArchive(tmp_path / "results.sqlite", session)
     archive.put("good", 0, parts(session, "good"))
     archive.put("bad", 0, [object()])  # has no length: fails to encode, like an unwritable blob would
     archive.put("also good", 1, parts(session, "also good"))

@@ -18,15 +18,15 @@ from .. import digest, serialize
 from ..error import RemoteError, TimeoutError, composite, remote_error
 
 
-def decode_reply(msg: dict, engine_id: int) -> tuple[Any, RemoteError | None]:
-    """The value, or the error, that an engine's reply message carries."""
+def decode_reply(msg: dict, engine_id: int, key: bytes) -> tuple[Any, RemoteError | None]:
+    """The value, or the error, that an engine's reply message carries; ``key`` checks its buffers."""
     content = msg["content"]
     status = content.get("status")
     if status == "ok":
         if msg["msg_type"] != "apply_reply":
             return None, None
         buffers = msg["buffers"]
-        if not digest.matches(msg["metadata"].get("buffer_digests"), buffers):
+        if not digest.matches(key, msg["metadata"].get("buffer_digests"), buffers):
             return None, RemoteError("PermissionError", "reply buffers do not match their signed digests",
                                      engine_id=engine_id)
         try:

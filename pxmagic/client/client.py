@@ -170,7 +170,8 @@ class Client:
         """Send requests to the hub; one AsyncResult resolves from all their replies."""
         messages, msg_ids, engine_ids = [], [], []
         for request in requests:
-            metadata = request_metadata(request.targets, digest.digests(request.buffers), request.balanced)
+            tags = digest.digests(self.session.key, request.buffers)
+            metadata = request_metadata(request.targets, tags, request.balanced)
             msg = self.session.msg(request.msg_type, request.content, metadata=metadata)
             request_id = msg["header"]["msg_id"]
             if request.balanced:
@@ -390,7 +391,7 @@ class Client:
         # an engine that died sends no "idle"; a call that printed nothing says so in its reply
         if (content.get("ename") == "EngineError" or msg["metadata"].get("quiet")) and self._outputs.pop(parent_id, None):
             result._output_finished()
-        result._deliver(index, engine_id, *decode_reply(msg, engine_id))
+        result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.session.key))
 
     def _on_output(self, frames: list) -> None:
         if len(frames) == 1:  # the hub's heartbeat: hearing it was the point

@@ -104,7 +104,7 @@ class EngineKernel(IPythonKernel):
 
     def _check_buffers(self, parent: dict) -> None:
         """Refuse buffers that their signed digests do not describe, before anything is unpickled."""
-        if not digest.matches(parent.get("metadata", {}).get("buffer_digests"), parent["buffers"]):
+        if not digest.matches(self.session.key, parent.get("metadata", {}).get("buffer_digests"), parent["buffers"]):
             self.rejected_buffers += 1
             self.log.warning("refused apply_request %s: its buffers do not match their signed digests "
                              "(%d so far)", parent["header"].get("msg_id"), self.rejected_buffers)
@@ -167,7 +167,8 @@ class EngineKernel(IPythonKernel):
             if stream is not None:
                 stream.flush()  # the output goes out before the reply
         quiet = self._outputs_so_far() == outputs_before
-        metadata = {"engine_id": self.engine_id, "buffer_digests": digest.digests(reply_frames), "quiet": quiet}
+        metadata = {"engine_id": self.engine_id, "quiet": quiet,
+                    "buffer_digests": digest.digests(self.session.key, reply_frames)}
         self.session.send(self.shell_stream, APPLY_REPLY, content, msg, ident=idents, buffers=reply_frames,
                           metadata=metadata)
         if quiet:

@@ -12,14 +12,15 @@ on the hub's loop through their own connection, which WAL journaling lets
 read beside the writer.
 
 A row holds a reply's frames as received, signature included.  A result
-written during an earlier run of the hub was signed with that run's key, so
-it is signed again with this cluster's key when read: the file is the
-user's own (0600, in a 0700 directory), as safe as the connection file that
-holds the key.
+written during an earlier run of the hub was signed, and its buffers tagged,
+with that run's key, so it is tagged and signed again with this cluster's
+key when read: the file is the user's own (0600, in a 0700 directory), as
+safe as the connection file that holds the key.
 """
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import queue
@@ -27,10 +28,12 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.session import Session
+
+from .. import digest
 from .store import Stored
 
 log = logging.getLogger("pxmagic.hub")
@@ -77,9 +80,9 @@ def decode_frames(blob: bytes) -> list[memoryview]:
 class SqliteArchive:
     """Every result in one SQLite file, written by a background thread."""
 
-    def __init__(self, path: Path, sign: Callable[[list], bytes]):
+    def __init__(self, path: Path, session: Session):
         self.path = Path(path)
-        self._sign = sign
+        self._session = session
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -134,11 +137,19 @@ class SqliteArchive:
                 except (struct.error, ValueError) as error:
                     log.error("the stored result of %s in %s is damaged: %s", msg_id, self.path, error)
                     continue
-                signature = self._sign(parts[1:5])
-                if not hmac.compare_digest(bytes(parts[0]), signature):
-                    parts[0] = signature  # written in an earlier run of the hub, with its key
+                if not hmac.compare_digest(bytes(parts[0]), self._session.sign(parts[1:5])):
+                    parts = self._adopt(parts)
                 found[msg_id] = Stored(engine_id, parts, len(blob))
         return found
+
+    def _adopt(self, parts: list) -> list:
+        """A reply written in an earlier run of the hub, tagged and signed with this run's key."""
+        metadata = json.loads(bytes(parts[3]))
+        if "buffer_digests" in metadata:
+            metadata["buffer_digests"] = digest.digests(self._session.key, parts[5:])
+            parts[3] = self._session.pack(metadata)
+        parts[0] = self._session.sign(parts[1:5])
+        return parts
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything queued so far is written."""

@@ -123,7 +123,7 @@ class Hub:
             for socket in (self.requests, self.publisher, self.registrar.socket):
                 encryption.make_server(socket, self.curve_public, secret)
         self.router = Router()
-        self.results = (store or StoreOptions()).open(connection.results_file(profile, cluster_id), self.session.sign)
+        self.results = (store or StoreOptions()).open(connection.results_file(profile, cluster_id), self.session)
         #: reads every socket the hub serves; sends on them are reported to it (see .pump)
         self.pump = SocketPump()
         self.engines: dict[int, Engine] = {}

@@ -22,9 +22,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..protocol import RESULT_DONE, RESULT_MISSING, RESULT_PENDING
+
+if TYPE_CHECKING:
+    from jupyter_client.session import Session
 
 MB = 2**20
 #: received frames smaller than this are copied into the store: ZMQ reads small messages into
@@ -87,13 +90,13 @@ class StoreOptions:
         return ["--store", self.kind, "--max-results", str(self.max_results),
                 "--max-results-mb", repr(self.max_bytes / MB)]
 
-    def open(self, archive_path: Path, sign: Callable[[list], bytes]) -> ResultStore:
+    def open(self, archive_path: Path, session: Session) -> ResultStore:
         """The store these options describe; ``archive_path`` is used by ``sqlite`` only."""
         archive = None
         if self.kind == "sqlite":
             from .archive import SqliteArchive
 
-            archive = SqliteArchive(archive_path, sign)
+            archive = SqliteArchive(archive_path, session)
         return ResultStore(self.max_results, self.max_bytes, archive)
 
 
