@@ -128,6 +128,15 @@ def test_runaway_recursion_is_a_clear_error(rc):
     assert rc[3].apply_sync(lambda: "usable") == "usable"
 
 
+def test_a_closed_client_says_so_and_the_cluster_goes_on(rc):
+    other = Client(rc.connection_file)
+    view = other[0]
+    other.close()
+    with pytest.raises(RuntimeError, match="this client is closed"):
+        view.apply_sync(lambda: "never sent")
+    assert rc[0].apply_sync(lambda: "still served") == "still served"
+
+
 def test_a_result_over_a_gigabyte_arrives_whole(rc):
     def big():
         import numpy
