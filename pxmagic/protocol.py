@@ -92,19 +92,32 @@ def engine_msg_id(request_id: str, engine_id: int) -> str:
     return f"{request_id}/{engine_id}"
 
 
+#: a result with this many bytes or more leaves the hub's memory once its client says it has it
+RELEASE_MIN = 1024 * 1024
+
+
 def request_metadata(
-    targets: Iterable[int] | None, buffer_digests: list[str], balanced: bool = False
+    targets: Iterable[int] | None, buffer_digests: list[str], balanced: bool = False, received: list[str] = ()
 ) -> dict:
     """Metadata a client puts on a request for engines.
 
     A direct request runs on every engine in ``targets``; a balanced one runs
     once, on whichever of ``targets`` (None: any engine) the hub picks.
+    ``received`` names large results (:data:`RELEASE_MIN`) that the client
+    has received since its last request, which the hub need not keep.
     """
     metadata: dict[str, Any] = {"targets": None if targets is None else list(targets)}
     if balanced:
         metadata["balanced"] = True
     metadata["buffer_digests"] = buffer_digests
+    if received:
+        metadata["received"] = list(received)
     return metadata
+
+
+def received_msg_ids(metadata: dict) -> list[str]:
+    """The msg_ids of large results a request says its client has; raises ProtocolError if malformed."""
+    return _msg_id_list(metadata.get("received", []), "a request's 'received' metadata")
 
 
 def request_routing(metadata: dict) -> tuple[list[int] | None, bool]:

@@ -132,6 +132,21 @@ def test_purge_results_frees_them_in_the_hub_and_here(cluster, rc):
     other.close()
 
 
+def test_a_large_result_leaves_the_hub_once_its_client_has_it(cluster, rc):
+    """The next request says which large results arrived; the hub keeps small ones for everyone."""
+    big = rc[0].apply_async(lambda: b"x" * (2 * 2**20))
+    small = rc[0].apply_async(lambda: "small")
+    assert len(big.get(10)) == 2 * 2**20 and small.get(10) == "small"
+    with cluster.connect_client() as other:
+        assert len(other.get_result(big.msg_ids[0]).get(10)) == 2 * 2**20, "kept until its client says it has it"
+    assert rc[1].apply_sync(lambda: "the next request") == "the next request"
+    with cluster.connect_client() as later:
+        with pytest.raises(KeyError, match=big.msg_ids[0]):
+            later.get_result(big.msg_ids[0])
+        assert later.get_result(small.msg_ids[0]).get(10) == "small"
+    assert rc.get_result(big.msg_ids[0]) is big, "its own client still has it"
+
+
 # -- client death -------------------------------------------------------------------
 def wait_for_file(path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
@@ -252,6 +267,7 @@ def test_the_hub_help_describes_the_culling_policy():
     assert shown.returncode == 0
     text = " ".join(shown.stdout.split())
     assert "The oldest are culled first once more than --max-results results or --max-results-mb MB" in text
+    assert "one of 1 MB or more leaves memory once the client that asked has it" in text
     assert "--store memory --max-results 10000 --max-results-mb 256" in text
 
 

@@ -15,11 +15,13 @@ from pxmagic.digest import MAC_MIN, digests, matches
 from pxmagic.hub.archive import ArchiveError, SqliteArchive, decode_frames, encode_frames
 from pxmagic.hub.store import COPY_BELOW, ResultStore, StoreOptions, Waiter
 from pxmagic.protocol import (
+    RELEASE_MIN,
     RESULT_DONE,
     RESULT_MISSING,
     RESULT_PENDING,
     ProtocolError,
     purge_selection,
+    received_msg_ids,
     split_stored_results,
     stored_results_message,
 )
@@ -149,6 +151,26 @@ def test_a_result_reply_whose_frames_do_not_add_up_is_refused():
 def test_malformed_purge_requests_are_named(content, complaint):
     with pytest.raises(ProtocolError, match=complaint):
         purge_selection(content)
+
+
+def test_released_results_leave_memory_if_large_and_stay_in_the_archive(tmp_path):
+    session = Session(key=b"key")
+    store = ResultStore(archive=SqliteArchive(tmp_path / "results.sqlite", session))
+    store.add("big", 0, parts(session, "big", size=RELEASE_MIN))
+    store.add("small", 0, parts(session, "small", size=10))
+    store.release(["big", "small", "unknown"])
+    assert "big" not in store and "small" in store
+    assert store.released == 1 and store.nbytes == sum(map(len, parts(session, "small", size=10)))
+    assert states(store, ["big", "small"]) == [RESULT_DONE, RESULT_DONE], "the archive still has it"
+    store.close()
+
+
+def test_a_requests_received_list_must_name_msg_ids():
+    assert received_msg_ids({}) == []
+    assert received_msg_ids({"received": ["a/0", "b"]}) == ["a/0", "b"]
+    for bad in ("a", [1], None, {"a": 1}):
+        with pytest.raises(ProtocolError, match="'received' metadata needs a list of msg_ids"):
+            received_msg_ids({"received": bad})
 
 
 # -- the SQLite archive -----------------------------------------------------------

@@ -13,7 +13,7 @@ import weakref
 from concurrent import futures
 from functools import partial
 from pathlib import Path
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,6 +32,7 @@ from ..protocol import (
     HUB_SHUTDOWN_REQUEST,
     HUB_TOPIC,
     INTERRUPT_REQUEST,
+    RELEASE_MIN,
     RESULT_DONE,
     RESULT_MISSING,
     ProtocolError,
@@ -87,6 +88,8 @@ class Client:
         self._outputs: dict[str, tuple[AsyncResult, int]] = {}
         self.results: OrderedDict[str, AsyncResult] = OrderedDict()
         self._hub_requests: dict[str, futures.Future] = {}
+        #: large results received since the last request, which the hub may drop (filled by the I/O thread)
+        self._received: deque[str] = deque()
         self.rejected_messages = 0
         self.hub_timeout = hub_timeout
         self._channel = HubChannel(info, self._on_reply, self._on_output, self._on_hub_silence)
@@ -169,9 +172,11 @@ class Client:
     ) -> AsyncResult:
         """Send requests to the hub; one AsyncResult resolves from all their replies."""
         messages, msg_ids, engine_ids = [], [], []
+        received = self._take_received()
         for request in requests:
             tags = digest.digests(self.session.key, request.buffers)
-            metadata = request_metadata(request.targets, tags, request.balanced)
+            metadata = request_metadata(request.targets, tags, request.balanced, received)
+            received = []
             msg = self.session.msg(request.msg_type, request.content, metadata=metadata)
             request_id = msg["header"]["msg_id"]
             if request.balanced:
@@ -192,6 +197,14 @@ class Client:
             if tracker is not None:
                 result._trackers.append(tracker)
         return result
+
+    def _take_received(self) -> list[str]:
+        taken = []
+        try:
+            while True:
+                taken.append(self._received.popleft())
+        except IndexError:
+            return taken
 
     def _remember(self, msg_id: str, result: AsyncResult) -> None:
         self.results[msg_id] = result
@@ -351,6 +364,8 @@ class Client:
             hub_reply.set_result(msg)
         elif not stored:
             self._complete(msg)
+            if sum(buffer.nbytes for buffer in msg["buffers"]) >= RELEASE_MIN:
+                self._received.append(parent_id)
 
     def _on_stored_results(self, content: dict, frames: list) -> None:
         """Deliver the results a ``hub_result_reply`` carries: replies as their engines signed them."""

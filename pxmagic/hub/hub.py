@@ -56,6 +56,7 @@ from ..protocol import (
     error_content,
     iopub_topic,
     purge_selection,
+    received_msg_ids,
     request_routing,
     result_msg_ids,
     stored_results_message,
@@ -381,9 +382,11 @@ class Hub:
         reply_type = ENGINE_REQUESTS[header["msg_type"]]
         try:
             targets, balanced = request_routing(metadata)
+            received = received_msg_ids(metadata)
         except ProtocolError as error:
             self._refuse_request(client, header, reply_type, str(error))
             return
+        self.results.release(received)
         # parent, metadata, content and buffers go to the engines as received
         payload = parts[2:]
         if balanced:

@@ -9,7 +9,11 @@ any reply.
 
 Memory is bounded: past ``max_results`` results or ``max_bytes`` bytes the
 oldest are culled first, and a result bigger than ``max_bytes`` on its own is
-forwarded but not kept in memory.  An archive (:mod:`.archive`, ``--store
+forwarded but not kept in memory.  A large result (``RELEASE_MIN``) leaves
+memory as soon as the client that asked says it has it: keeping a copy of
+data the client holds doubled the memory of every big pull, and every big
+message the hub received then landed in fresh memory (page faults: ~5 ms an
+8 MB pull here).  An archive (:mod:`.archive`, ``--store
 sqlite``) keeps every result on disk as well, culled or not.
 
 Nothing here touches a socket: frames are any sized buffers (``zmq.Frame``,
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ..protocol import RESULT_DONE, RESULT_MISSING, RESULT_PENDING
+from ..protocol import RELEASE_MIN, RESULT_DONE, RESULT_MISSING, RESULT_PENDING
 
 if TYPE_CHECKING:
     from jupyter_client.session import Session
@@ -106,7 +110,8 @@ kept in the hub's memory, so a client can fetch it later by msg_id with
 rc.get_result(msg_id), even a result of another client or of one that died.
 The oldest are culled first once more than --max-results results or
 --max-results-mb MB are kept; a result bigger than --max-results-mb on its
-own is not kept in memory.  rc.purge_results() frees them at once.
+own is not kept in memory, and one of 1 MB or more leaves memory once the
+client that asked has it.  rc.purge_results() frees them at once.
 --store sqlite also writes every result to
 $IPYTHONDIR/profile_<profile>/pxmagic/results[-<cluster id>].sqlite,
 where it stays, culled from memory or not, until purged.
@@ -147,6 +152,8 @@ class ResultStore:
         #: results dropped from memory to respect the limits, and results too big to keep at all
         self.culled = 0
         self.too_big = 0
+        #: large results dropped from memory because their client has them
+        self.released = 0
 
     def __len__(self) -> int:
         return len(self._results)
@@ -183,6 +190,15 @@ class ResultStore:
             _, oldest = results.popitem(last=False)
             self.nbytes -= oldest.nbytes
             self.culled += 1
+
+    def release(self, msg_ids: Iterable[str]) -> None:
+        """Drop from memory the large results among ``msg_ids``, which their client has (an archive keeps them)."""
+        for msg_id in msg_ids:
+            stored = self._results.get(msg_id)
+            if stored is not None and stored.nbytes >= RELEASE_MIN:
+                del self._results[msg_id]
+                self.nbytes -= stored.nbytes
+                self.released += 1
 
     def find(self, msg_ids: Iterable[str], outstanding: Callable[[str], bool], waiter: Waiter) -> list[Found]:
         """``(msg_id, state, engine_id, parts)`` of each result asked for.
@@ -235,5 +251,5 @@ class ResultStore:
     def __repr__(self) -> str:
         archive = f"; archive {self.archive.path}" if self.archive is not None else ""
         return (f"<ResultStore {len(self._results)} results, {self.nbytes / MB:.1f} MB in memory "
-                f"(limits {self.max_results}, {self.max_bytes / MB:.0f} MB); {self.culled} culled, "
+                f"(limits {self.max_results}, {self.max_bytes / MB:.0f} MB); {self.culled} culled, {self.released} released, "
                 f"{self.too_big} too big to keep{archive}>")
