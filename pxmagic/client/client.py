@@ -200,11 +200,12 @@ class Client:
 
     def _take_received(self) -> list[str]:
         taken = []
-        try:
-            while True:
+        while self._received:
+            try:
                 taken.append(self._received.popleft())
-        except IndexError:
-            return taken
+            except IndexError:  # another thread took the last one
+                break
+        return taken
 
     def _remember(self, msg_id: str, result: AsyncResult) -> None:
         self.results[msg_id] = result
