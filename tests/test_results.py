@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,23 @@ def test_a_large_result_leaves_the_hub_once_its_client_has_it(cluster, rc):
             later.get_result(big.msg_ids[0])
         assert later.get_result(small.msg_ids[0]).get(10) == "small"
     assert rc.get_result(big.msg_ids[0]) is big, "its own client still has it"
+
+
+def test_threads_submitting_at_once_all_get_their_results(rc):
+    """Callers send from their own threads, one at a time under the channel's lock, while the
+    I/O thread receives: no reply is lost or crossed, large ones included."""
+    def work(thread: int) -> list:
+        view = rc[thread % len(rc.ids)]
+        if thread == 0:
+            return [len(view.apply_async(lambda: b"x" * 2**21).get(30)) for _ in range(10)]
+        pending = [view.apply_async(lambda t, i: (t, i), thread, i) for i in range(300)]
+        return [ar.get(30) for ar in pending]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(4)))
+    assert results[0] == [2**21] * 10
+    for thread in (1, 2, 3):
+        assert results[thread] == [(thread, i) for i in range(300)]
 
 
 # -- client death -------------------------------------------------------------------
