@@ -98,6 +98,22 @@ def test_a_dead_hub_fails_outstanding_work_instead_of_hanging(cluster):
     assert time.monotonic() - start < rc.hub_timeout + 3
     _, orphans = psutil.wait_procs(engines, timeout=10)
     assert orphans == [], "engines exit when their hub is gone"
+    # requests wait in ZMQ's queue while the hub is away; once it is full, a request fails instead of blocking
+    outcome: list = []
+
+    def submit_many() -> None:
+        try:
+            for _ in range(5000):
+                rc[0].apply_async(lambda: None)
+        except Exception as error:
+            outcome.append(error)
+
+    submitter = threading.Thread(target=submit_many, daemon=True)
+    submitter.start()
+    submitter.join(rc.hub_timeout + 30)
+    assert not submitter.is_alive(), "a request to a dead hub blocked its caller"
+    assert outcome and isinstance(outcome[0], ConnectionError)
+    assert "took no request for 5 s: it is unreachable" in str(outcome[0])
 
 
 def sleeper(seconds: float):

@@ -42,8 +42,10 @@ class HubChannel:
         on_reply: Callable[[list], None],
         on_output: Callable[[list], None],
         on_silence: Callable[[float], None],
+        send_timeout: float = 5.0,
     ):
         self.context = zmq.Context()
+        self.send_timeout = send_timeout
         self._on_reply = on_reply
         self._on_output = on_output
         self._on_silence = on_silence
@@ -58,6 +60,7 @@ class HubChannel:
             for socket in (self._requests, self._output):
                 encryption.make_client(socket, info["curve_serverkey"])
         request_address, output_address = connection.hub_addresses(info)
+        self.address = request_address
         self._requests.connect(request_address)
         self._output.connect(output_address)
         #: held by whichever thread uses the request socket
@@ -69,14 +72,31 @@ class HubChannel:
         self._thread.start()
 
     def send(self, frames: list, track: bool = False) -> zmq.MessageTracker | None:
-        """Send a signed message to the hub; with ``track``, a tracker of its buffers."""
-        with self._lock:
-            if self._closing:
-                raise RuntimeError("this client is closed")
-            tracker = self._requests.send_multipart(frames, copy=False, track=track)
-            if self._requests.get(zmq.EVENTS) & POLLIN:
-                self._wake()
-        return tracker
+        """Send a signed message to the hub; with ``track``, a tracker of its buffers.
+
+        ZMQ queues requests while the hub is away, up to its high-water mark;
+        past it a send would block for good if the hub is dead.  So a full
+        queue is retried without the lock (the I/O thread keeps watching the
+        hub's silence) and gives up with ConnectionError after ``send_timeout``.
+        """
+        deadline = None
+        while True:
+            with self._lock:
+                if self._closing:
+                    raise RuntimeError("this client is closed")
+                try:
+                    return self._requests.send_multipart(frames, copy=False, track=track, flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+                finally:  # a send, even a refused one, may take the signal of a reply that came meanwhile
+                    if self._requests.get(zmq.EVENTS) & POLLIN:
+                        self._wake()
+            now = time.monotonic()
+            deadline = deadline or now + self.send_timeout
+            if now >= deadline:
+                raise ConnectionError(f"the hub at {self.address} took no request for {self.send_timeout:g} s: "
+                                      "it is unreachable")
+            time.sleep(0.005)
 
     @property
     def closed(self) -> bool:

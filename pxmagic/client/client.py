@@ -92,7 +92,7 @@ class Client:
         self._received: deque[str] = deque()
         self.rejected_messages = 0
         self.hub_timeout = hub_timeout
-        self._channel = HubChannel(info, self._on_reply, self._on_output, self._on_hub_silence)
+        self._channel = HubChannel(info, self._on_reply, self._on_output, self._on_hub_silence, hub_timeout)
         try:
             self._refresh_engines(timeout)
         except Exception:
