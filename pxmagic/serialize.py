@@ -11,6 +11,7 @@ lets ``dview['a'] = 5; dview.apply(lambda x: a + x, 1)`` find ``a``.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import pickle
@@ -48,13 +49,19 @@ def _code_bytes(code: types.CodeType) -> bytes:
         return data
 
 
-def _make_function(code: bytes, name: str, qualname: str, ncells: int) -> types.FunctionType:
-    """Rebuild a function in this process's ``__main__`` namespace (its cells come later)."""
+@functools.lru_cache(maxsize=256)
+def _load_code(code: bytes) -> types.CodeType:
+    """A code object from its dill bytes; cached, as a loop of applies sends the same function again and again."""
     import dill
 
+    return dill.loads(code)
+
+
+def _make_function(code: bytes, name: str, qualname: str, ncells: int) -> types.FunctionType:
+    """Rebuild a function in this process's ``__main__`` namespace (its cells come later)."""
     namespace = sys.modules["__main__"].__dict__
     closure = tuple(types.CellType() for _ in range(ncells)) or None
-    func = types.FunctionType(dill.loads(code), namespace, name, None, closure)
+    func = types.FunctionType(_load_code(code), namespace, name, None, closure)
     func.__qualname__ = qualname
     func.__module__ = "__main__"
     return func

@@ -118,3 +118,14 @@ def send(
     """Build, sign and send a message."""
     msg = session.msg(msg_type, content, parent=parent, header=header, metadata=metadata)
     socket.send_multipart([*session.serialize(msg, ident), *buffers], copy=False)
+
+
+def reply(session: Session, msg_type: str, request: list, content: dict, metadata: dict, idents: list) -> list:
+    """Signed frames of a reply to the verified request whose parts are ``request``.
+
+    The request's header frame is the reply's parent header as it came: the
+    same JSON, not parsed and packed again.
+    """
+    header = session.pack(session.msg_header(msg_type))
+    packed = [header, request[1], session.pack(metadata), session.pack(content)]
+    return [*idents, DELIM, session.sign(packed), *packed]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from jupyter_client import BlockingKernelClient, KernelManager
 
 from pxmagic import serialize
+from pxmagic.error import RemoteError
 from pxmagic.digest import digests
 
 
@@ -116,3 +118,27 @@ def test_hub_republishes_engine_output_tagged_with_engine_and_request(rc):
     assert topic == [b"engine.3.stream.stdout"]
     assert msg["content"]["text"] == "tagged\n"
     assert msg["parent_header"]["msg_id"].endswith("/3")
+
+
+def test_a_cell_with_top_level_await_runs_and_an_apply_sent_after_it_waits_for_it(rc):
+    """An apply is served at once only when no earlier request is queued or still awaiting."""
+    cell = rc[0].execute("import asyncio\nawait asyncio.sleep(0.5)\nset_by_async_cell = 'done'", block=False)
+    assert rc[0].apply_sync(lambda: set_by_async_cell) == "done"  # noqa: F821
+    assert cell.get(30) is None
+
+
+def test_interrupt_cancels_a_cell_awaiting_on_the_engine(rc):
+    cell = rc[2].execute("import asyncio\nawait asyncio.sleep(30)", block=False)
+    time.sleep(0.5)
+    start = time.monotonic()
+    rc[2].interrupt()
+    with pytest.raises(RemoteError):
+        cell.get(10)
+    assert time.monotonic() - start < 5
+    assert rc[2].apply_sync(lambda: "usable") == "usable"
+
+
+def test_apply_sees_context_variables_set_by_a_cell(rc):
+    rc[1].execute("import contextvars\nengine_var = contextvars.ContextVar('engine_var')\n"
+                  "engine_var.set('from the cell')", block=True)
+    assert rc[1].apply_sync(lambda: engine_var.get()) == "from the cell"  # noqa: F821
