@@ -116,8 +116,24 @@ def send(
     ident: bytes | None = None,
 ) -> None:
     """Build, sign and send a message."""
-    msg = session.msg(msg_type, content, parent=parent, header=header, metadata=metadata)
+    msg = session.msg(msg_type, content, parent=parent, header=header or new_header(session, msg_type),
+                      metadata=metadata)
     socket.send_multipart([*session.serialize(msg, ident), *buffers], copy=False)
+
+
+def new_header(session: Session, msg_type: str) -> dict:
+    """A new message header, its date already an ISO 8601 string.
+
+    ``Session.msg_header`` gives a datetime, which the packer turns into a
+    string through a Python callback: half the cost of packing a header.
+    """
+    fields = session.msg_header(msg_type)
+    fields["date"] = fields["date"].isoformat().replace("+00:00", "Z")
+    return fields
+
+
+#: the content of every successful apply_reply, packed once
+_OK = b'{"status": "ok"}'
 
 
 def reply(session: Session, msg_type: str, request: list, content: dict, metadata: dict, idents: list) -> list:
@@ -126,6 +142,6 @@ def reply(session: Session, msg_type: str, request: list, content: dict, metadat
     The request's header frame is the reply's parent header as it came: the
     same JSON, not parsed and packed again.
     """
-    header = session.pack(session.msg_header(msg_type))
-    packed = [header, request[1], session.pack(metadata), session.pack(content)]
+    body = _OK if content == {"status": "ok"} else session.pack(content)
+    packed = [session.pack(new_header(session, msg_type)), request[1], session.pack(metadata), body]
     return [*idents, DELIM, session.sign(packed), *packed]

@@ -177,7 +177,8 @@ class Client:
             tags = digest.digests(self.session.key, request.buffers)
             metadata = request_metadata(request.targets, tags, request.balanced, received)
             received = []
-            msg = self.session.msg(request.msg_type, request.content, metadata=metadata)
+            msg = self.session.msg(request.msg_type, request.content, metadata=metadata,
+                                   header=wire.new_header(self.session, request.msg_type))
             request_id = msg["header"]["msg_id"]
             if request.balanced:
                 msg_ids.append(request_id)
