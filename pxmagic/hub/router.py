@@ -150,6 +150,8 @@ class Router:
         Scanning stops as soon as no engine has room, so a long queue costs
         nothing while every engine is busy.
         """
+        if not self.queue:  # every direct reply lands here: no scan of the engines for nothing
+            return []
         deliveries = []
         skipped: list[Task] = []
         free = {e for e, n in self.load.items() if n < self.high_water_mark}
