@@ -176,9 +176,10 @@ class EngineKernel(IPythonKernel):
         """Serve an ``apply_request`` at once, when nothing is queued before it; queue the rest in order.
 
         ipykernel makes two asyncio tasks of every shell message and takes a
-        lock: ~0.2 ms a message here, a tenth of an apply's round trip.
-        Serving an apply inside this callback keeps the order of requests,
-        because it happens only when no earlier message is still queued.
+        lock.  Serving an apply inside this callback, and sending its reply at
+        once (:meth:`_send_on_shell`), took an apply's CPU in the engine from
+        ~1.1 to ~0.74 ms here.  Requests keep their order, because an apply
+        skips the queue only when no earlier message is still in it.
         """
         if self._shell_backlog == 0:
             try:
