@@ -203,6 +203,18 @@ def test_stdout_reaches_the_client_tagged_by_engine(dview):
         assert ar.stdout[engine_id] == f"engine says {pid}\n"
 
 
+def test_an_executes_output_is_complete_once_wait_for_output_says_so(dview):
+    """Engines send execute replies without ipykernel's 0.5 ms sleep: "idle" marks the output's end."""
+    for _ in range(5):
+        ar = dview.execute("for i in range(200): print(i)\nfrom IPython.display import display\n"
+                           "display({'shown': 1}, raw=True)", block=False)
+        ar.get(30)
+        assert ar.wait_for_output(10)
+        expected = "".join(f"{i}\n" for i in range(200))
+        assert [ar.stdout[engine_id] for engine_id in ar.engine_ids] == [expected] * N_ENGINES
+        assert len([o for o in ar.outputs if o.msg_type == "display_data"]) == N_ENGINES
+
+
 def test_track_tells_when_zmq_is_done_with_the_buffers(rc):
     view = rc[0]
     view.track = True

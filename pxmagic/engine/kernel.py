@@ -22,6 +22,7 @@ from typing import Any
 import zmq
 from ipykernel.iostream import OutStream
 from ipykernel.ipkernel import IPythonKernel
+from traitlets import Float
 
 from .. import digest, serialize, wire
 from ..error import RemoteError
@@ -98,6 +99,11 @@ class EngineKernel(IPythonKernel):
     """An IPython kernel that also answers ``apply_request``."""
 
     implementation = "pxmagic-engine"
+    # ipykernel sleeps 0.5 ms before every execute_reply, so that output tends
+    # to reach clients before the reply.  pxmagic's clients take a request's
+    # output as complete on its "idle" status, which IOPub sends after the
+    # output in order, so the sleep only slowed every execute (and %px) down.
+    _execute_sleep = Float(0.0).tag(config=True)
     control_msg_types = [*IPythonKernel.control_msg_types, ENGINE_ABORT_REQUEST]
 
     def __init__(self, **kwargs: Any):
