@@ -215,6 +215,20 @@ def test_an_executes_output_is_complete_once_wait_for_output_says_so(dview):
         assert len([o for o in ar.outputs if o.msg_type == "display_data"]) == N_ENGINES
 
 
+def test_an_execute_that_puts_out_nothing_has_its_output_complete_with_its_reply(dview):
+    """Its reply says so; without that, "idle" comes a little after the reply, through IOPub."""
+    for _ in range(20):
+        quiet = dview.client[0].execute("silent_value = 1", block=False)
+        quiet.get(30)
+        assert quiet.wait_for_output(0) and quiet.outputs == []
+    for code, kind in (("6 * 7", "execute_result"),
+                       ("from IPython.display import clear_output\nclear_output()", "clear_output")):
+        ar = dview.execute(code, block=False)
+        ar.get(30)
+        assert ar.wait_for_output(10)
+        assert [o.msg_type for o in ar.outputs] == [kind] * N_ENGINES, code
+
+
 def test_track_tells_when_zmq_is_done_with_the_buffers(rc):
     view = rc[0]
     view.track = True
