@@ -117,6 +117,8 @@ class HubChannel:
             os.write(self._wake_write, b"!")
         except BlockingIOError:  # the pipe is full of wake-ups already
             pass
+        except BrokenPipeError:  # the I/O thread has stopped (a close() raced it): nothing to wake
+            pass
 
     def _serve(self) -> None:
         poller = zmq.Poller()
