@@ -142,3 +142,16 @@ def test_apply_sees_context_variables_set_by_a_cell(rc):
     rc[1].execute("import contextvars\nengine_var = contextvars.ContextVar('engine_var')\n"
                   "engine_var.set('from the cell')", block=True)
     assert rc[1].apply_sync(lambda: engine_var.get()) == "from the cell"  # noqa: F821
+
+
+def test_applies_interleaved_with_plain_and_awaiting_cells_see_each_cell_before_them(rc):
+    view = rc[3]
+    expected, results = [], []
+    for i in range(60):
+        if i % 2:
+            view.execute(f"order_mark = {i}", block=False)
+        else:
+            view.execute(f"import asyncio\nawait asyncio.sleep(0)\norder_mark = {i}", block=False)
+        expected.append(i)
+        results.append(view.apply_async(lambda: order_mark))  # noqa: F821
+    assert [ar.get(60) for ar in results] == expected
