@@ -14,6 +14,34 @@ import pytest
 
 N_ENGINES = 4
 
+#: figures that fault tests measure, printed in the run's closing summary: name -> (value, unit, bound)
+FIGURES: dict[str, tuple[float, str, str]] = {}
+
+
+@pytest.fixture
+def figure():
+    """``figure(name, value, unit, bound="")`` records a measured figure for the closing summary.
+
+    The fault suite (``pytest tests/test_faults*.py``) reports what it saw
+    (seconds to an EngineError, requests run after being reported failed)
+    next to the bound each test asserts, so a reader sees the margins.
+    """
+
+    def record(name: str, value: float, unit: str, bound: str = "") -> None:
+        FIGURES[name] = (value, unit, bound)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("figures measured by the fault suite")
+    width = max(len(name) for name in FIGURES)
+    for name, (value, unit, bound) in sorted(FIGURES.items()):
+        shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+        terminalreporter.line(f"{name:<{width}}  {shown:>8} {unit:<6} {bound}")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def ipython_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
