@@ -11,7 +11,7 @@ from the request's, so the client knows every engine's ``msg_id`` at once.
 from __future__ import annotations
 
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 APPLY_REQUEST = "apply_request"
 APPLY_REPLY = "apply_reply"
@@ -162,18 +162,23 @@ def purge_selection(content: dict) -> tuple[bool, list[str], list[int]]:
     return everything, msg_ids, engine_ids
 
 
-def stored_results_message(found: Iterable[tuple[str, str, int | None, list]]) -> tuple[dict, list]:
+def stored_results_message(found: Iterable[tuple[str, str, int | None, list]],
+                           why_missing: Callable[[str], str] | None = None) -> tuple[dict, list]:
     """Content and buffers of a ``hub_result_reply``.
 
     ``found`` holds ``(msg_id, state, engine_id, parts)``: ``parts`` are the
     result's own signed frames (signature, header, parent, metadata, content,
     buffers) as the engine sent them, empty unless the state is RESULT_DONE.
     They travel untouched as this reply's buffers, one result after another,
-    so the client checks and reads them as it does any reply.
+    so the client checks and reads them as it does any reply.  A missing
+    result's entry says why (``why_missing(msg_id)``), for the client's error.
     """
     entries, buffers = [], []
     for msg_id, state, engine_id, parts in found:
-        entries.append({"msg_id": msg_id, "state": state, "engine_id": engine_id, "frames": len(parts)})
+        entry = {"msg_id": msg_id, "state": state, "engine_id": engine_id, "frames": len(parts)}
+        if state == RESULT_MISSING and why_missing is not None:
+            entry["reason"] = why_missing(msg_id)
+        entries.append(entry)
         buffers.extend(parts)
     return {"status": "ok", "results": entries}, buffers
 

@@ -107,12 +107,51 @@ def test_balanced_requests_may_leave_targets_open():
     assert request_routing({"targets": [1, 2]}) == ([1, 2], False)
 
 
-def test_abort_drops_queued_tasks_and_names_engines_of_the_rest():
+def test_stop_drops_queued_tasks_and_names_engines_of_the_rest():
     router = router_with(0, 1)
     router.route_request(b"c", header(msg_id="d"), [0, 1], None)
     router.route_task(b"c", header(msg_id="q1"), None, None)
     router.route_task(b"e", header(msg_id="q2"), None, None)
-    aborted, by_engine = router.abort(["q2", "d/1", "unknown"])
-    assert [(f.client, f.parent["msg_id"], f.content) for f in aborted] == [(b"e", "q2", {"status": "aborted"})]
-    assert by_engine == {1: ["d/1"]}
+    stop = router.stop(["q2", "d/1", "unknown"])
+    assert [(f.client, f.parent["msg_id"], f.content) for f in stop.aborted] == [(b"e", "q2", {"status": "aborted"})]
+    assert stop.abort == {1: ["d/1"]} and stop.interrupt == []
     assert [t.header["msg_id"] for t in router.queue] == ["q1"]
+
+
+def test_stop_with_interrupt_interrupts_engines_running_the_requests_and_aborts_the_rest():
+    router = router_with(0, 1, 2)
+    router.route_request(b"c", header(msg_id="other"), [0], None)        # engine 0 runs another request
+    router.route_request(b"c", header(msg_id="mine"), [0, 1], None)      # queued on 0, running on 1
+    router.route_request(b"c", header("interrupt_request", "int"), [1], None)  # served beside, not in turn
+    router.route_task(b"c", header(msg_id="t"), [2], None)                # running on 2
+    router.route_task(b"c", header(msg_id="queued"), None, None)
+    stop = router.stop(["mine/0", "mine/1", "t", "queued"], interrupt=True)
+    assert stop.interrupt == [1, 2], "engine 0 runs someone else's request: it is not interrupted"
+    assert stop.abort == {0: ["mine/0"]}
+    assert [f.parent["msg_id"] for f in stop.aborted] == ["queued"] and not router.queue
+
+
+def test_requests_for_a_restarting_engine_wait_for_it():
+    router = router_with(0, 1)
+    router.route_request(b"c", header(msg_id="running"), [0], None)
+    [failure] = router.restart_engine(0, "died")
+    assert failure.parent["msg_id"] == "running/0"
+    routing = router.route_request(b"c", header(msg_id="during"), [0, 1], "p")
+    assert [d.engine_id for d in routing.deliveries] == [1] and routing.failures == []
+    assert router.route_task(b"c", header(msg_id="task"), [0], "t").failures == []
+    assert router.outstanding("during/0") and router.outstanding("task")
+    back = router.add_engine(0)
+    assert [(d.engine_id, d.header["msg_id"]) for d in back.deliveries] == [(0, "during/0")]
+    assert [d.header["msg_id"] for d in router.on_reply("during/0")[1]] == ["task"]
+
+
+def test_a_failed_restart_fails_what_waited_for_it():
+    router = router_with(0)
+    router.remove_engine(0, "died")
+    assert router.restart_engine(0, "was restarted") == [], "a dead engine can be restarted"
+    router.route_request(b"c", header(msg_id="during"), [0], None)
+    router.route_task(b"c", header(msg_id="task"), None, None)
+    failures = router.restart_failed(0, "did not restart: boom")
+    assert sorted(f.parent["msg_id"] for f in failures) == ["during/0", "task"]
+    assert all("engine 0 did not restart: boom" in f.content["evalue"] for f in failures)
+    assert router.route_request(b"c", header(msg_id="after"), [0], None).failures

@@ -234,3 +234,18 @@ def test_a_result_that_cannot_be_written_is_logged_and_the_others_are_kept(tmp_p
     archive.close()
     rows = sqlite3.connect(tmp_path / "results.sqlite").execute("SELECT count(*) FROM results").fetchone()
     assert rows == (2,)
+
+
+def test_the_store_remembers_why_a_result_is_gone():
+    store = ResultStore(max_results=2, max_bytes=1000)
+    store.add("big", 0, [b"x" * 2000])
+    for name in ("a", "b", "c"):
+        store.add(name, 0, parts())
+    store.purge(msg_ids=["c"])
+    assert "larger than the hub's result store limit" in store.why_missing("big")
+    assert "culled" in store.why_missing("a")
+    assert "purged" in store.why_missing("c")
+    assert "never submitted" in store.why_missing("unknown")
+    content, _ = stored_results_message(store.find(["a", "b"], nothing_outstanding, Waiter(b"c", {})),
+                                        store.why_missing)
+    assert [entry.get("reason", "")[:6] for entry in content["results"]] == ["culled", ""]

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import signal
 from pathlib import Path
 
 import zmq
@@ -57,6 +58,19 @@ def allow_many_engines(context: zmq.Context) -> int:
         soft = wanted
     context.set(zmq.MAX_SOCKETS, max(1024, soft // 2))
     return soft
+
+
+def exit_description(status: int | None) -> str:
+    """How a process ended, from its exit status as ``Popen.returncode`` gives it (negative: a signal)."""
+    if not isinstance(status, int):
+        return "exit status unknown"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = "unknown signal"
+        return f"killed by signal {-status}, {name}"
+    return f"exit status {status}"
 
 
 class EngineStartError(RuntimeError):
@@ -259,7 +273,8 @@ class LocalEngine(Engine):
     async def until_dead(self) -> str:
         while await self.manager.is_alive():
             await asyncio.sleep(LIVENESS_PERIOD)
-        return "died"
+        provisioner = self.manager.provisioner
+        return f"died ({exit_description(await provisioner.poll())})" if provisioner is not None else "died"
 
     async def shutdown(self) -> None:
         """Stop the kernel (politely first) and remove its connection file."""

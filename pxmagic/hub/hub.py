@@ -284,9 +284,7 @@ class Hub:
             self._reply(client, HUB_RESTART_REPLY, header, error_content("EngineStartError", evalue))
             return
         self._watchers.pop(engine_id).cancel()
-        if engine_id in self.router.load:
-            self._send_failures(self.router.remove_engine(engine_id, "was restarted"))
-            self._announce(engine_id, "dead")
+        self._send_failures(self.router.restart_engine(engine_id, "was restarted"))
         try:
             await self._replace(engine)
         except Exception as error:
@@ -295,13 +293,19 @@ class Hub:
         self._reply(client, HUB_RESTART_REPLY, header, {"status": "ok"})
 
     async def _replace(self, engine: Engine) -> None:
-        """Start a fresh kernel in place of ``engine``, whose work has already been failed."""
+        """Start a fresh kernel in place of ``engine``, whose running work has already been failed.
+
+        Requests for it wait in the router meanwhile; if it does not come back, they fail.
+        """
+        self._announce(engine.id, "restarting")
         for socket in (engine.shell, engine.control, engine.iopub):
             self.pump.unserve(socket)
         try:
             fresh = await engine.restart(self.session, self.start_timeout)
-        except Exception:
+        except Exception as error:
             log.exception("engine %d did not restart", engine.id)
+            self._send_failures(self.router.restart_failed(engine.id, f"did not restart: {error}"))
+            self._announce(engine.id, "dead")
             raise
         self.engines[engine.id] = fresh
         self._add_engine(fresh)
@@ -407,13 +411,25 @@ class Hub:
         except ProtocolError as error:
             self._refuse_request(client, header, HUB_ABORT_REPLY, str(error))
             return
-        aborted, by_engine = self.router.abort(msg_ids)
-        self._send_failures(aborted)
-        for engine_id, engine_msg_ids in by_engine.items():
+        stop = self.router.stop(msg_ids, interrupt=content.get("interrupt") is True)
+        self._send_failures(stop.aborted)
+        for engine_id, engine_msg_ids in stop.abort.items():
             control = self.engines[engine_id].control
             wire.send(self.session, control, ENGINE_ABORT_REQUEST, {"msg_ids": engine_msg_ids})
             self.pump.wrote(control)
-        self._reply(client, HUB_ABORT_REPLY, header, {"status": "ok"})
+        for engine_id in stop.interrupt:
+            self._interrupt(self.engines[engine_id])
+        if stop.interrupt and self.stuck_watch is not None:
+            self.stuck_watch.interrupted(stop.interrupt)
+        self._reply(client, HUB_ABORT_REPLY, header, {"status": "ok", "interrupted": stop.interrupt})
+
+    def _interrupt(self, engine: Engine) -> None:
+        """Interrupt what an engine runs, in the hub's own name, the way its kernelspec asks."""
+        if engine.interrupts_by_signal:
+            self._tasks.append(asyncio.create_task(engine.interrupt_by_signal()))
+            return
+        wire.send(self.session, engine.control, INTERRUPT_REQUEST, {})
+        self.pump.wrote(engine.control)
 
     def _deliver(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
@@ -453,7 +469,7 @@ class Hub:
     def _hub_info(self) -> dict:
         return {
             "status": "ok",
-            "engines": {str(e.id): e.describe() for e in self.engines.values() if e.id in self.router.load},
+            "engines": {str(e.id): e.describe() for e in self.engines.values() if self.router.known(e.id)},
             "registrations": self.registrar.stats(),
         }
 
@@ -492,7 +508,7 @@ class Hub:
         self._send_results(client, header, found)
 
     def _send_results(self, client: bytes, parent: dict, found: list[Found]) -> None:
-        content, buffers = stored_results_message(found)
+        content, buffers = stored_results_message(found, self.results.why_missing)
         wire.send(self.session, self.requests, HUB_RESULT_REPLY, content, parent=parent, buffers=buffers,
                   ident=client)
         self.pump.wrote(self.requests)
@@ -527,11 +543,13 @@ class Hub:
     async def _watch_engine(self, engine: Engine) -> None:
         reason = await engine.until_dead()
         log.error("engine %d %s", engine.id, reason)
+        if self.restart_engines and engine.restartable:
+            self._send_failures(self.router.restart_engine(engine.id, reason))
+            with contextlib.suppress(Exception):  # _replace logged it; the engine stays gone
+                await self._replace(engine)
+            return
         self._send_failures(self.router.remove_engine(engine.id, reason))
         self._announce(engine.id, "dead")
         if not engine.restartable:
             self._watchers.pop(engine.id, None)
             self._forget(engine)
-        elif self.restart_engines:
-            with contextlib.suppress(Exception):  # _replace logged it; the engine stays gone
-                await self._replace(engine)

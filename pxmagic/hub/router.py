@@ -9,6 +9,11 @@ Direct requests go to the engines they name at once.  Load-balanced tasks
 wait here until one of their candidate engines has fewer than
 ``high_water_mark`` requests outstanding, then go to the least loaded of
 those, so no short task queues behind a long one inside a busy engine.
+
+An engine being restarted (after it died, with ``--restart-engines``, or on
+request) is not gone: requests for it wait here until its fresh kernel is
+ready, so a call made during a restart runs on the new kernel instead of
+failing with "engine does not exist".
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import ENGINE_REQUESTS, engine_error_content, per_engine_header
+from ..protocol import CONTROL_REQUESTS, ENGINE_REQUESTS, engine_error_content, per_engine_header
 
 
 @dataclass
@@ -64,6 +69,26 @@ class Task:
     payload: Any
 
 
+@dataclass
+class Held:
+    """A direct request copy waiting for its engine's restart."""
+
+    client: bytes
+    header: dict
+    payload: Any
+
+
+@dataclass
+class Stop:
+    """What stopping some requests takes: replies for those dropped here, aborts and interrupts for engines."""
+
+    aborted: list[Failure] = field(default_factory=list)
+    #: engine id -> msg_ids it holds and has not started
+    abort: dict[int, list[str]] = field(default_factory=dict)
+    #: engines running one of the requests
+    interrupt: list[int] = field(default_factory=list)
+
+
 class Router:
     """Which engines exist, which client waits for which reply, and queued tasks."""
 
@@ -72,14 +97,19 @@ class Router:
         self.load: dict[int, int] = {}
         self.pending: dict[str, Pending] = {}
         self.queue: deque[Task] = deque()
-
-    @property
-    def engines(self) -> list[int]:
-        return sorted(self.load)
+        #: engines being restarted, and the direct requests waiting for each
+        self.restarting: dict[int, list[Held]] = {}
 
     def add_engine(self, engine_id: int) -> Routing:
+        """An engine is ready (a restarted one gets what waited for it, in order)."""
         self.load[engine_id] = 0
-        return Routing(deliveries=self._dispatch())
+        held = self.restarting.pop(engine_id, [])
+        deliveries = [self._send(h.client, engine_id, h.header, h.payload) for h in held]
+        return Routing(deliveries=deliveries + self._dispatch())
+
+    def known(self, engine_id: int) -> bool:
+        """Whether requests for ``engine_id`` are taken: it is up, or coming back from a restart."""
+        return engine_id in self.load or engine_id in self.restarting
 
     def route_request(self, client: bytes, header: dict, targets: list[int], payload: Any) -> Routing:
         """Fan a client's request out to its targets; unknown targets fail at once."""
@@ -88,13 +118,15 @@ class Router:
             copy = per_engine_header(header, engine_id)
             if engine_id in self.load:
                 routing.deliveries.append(self._send(client, engine_id, copy, payload))
+            elif engine_id in self.restarting:
+                self.restarting[engine_id].append(Held(client, copy, payload))
             else:
                 routing.failures.append(self._failure(client, copy, engine_id, "does not exist"))
         return routing
 
     def route_task(self, client: bytes, header: dict, candidates: list[int] | None, payload: Any) -> Routing:
         """Queue a load-balanced task and send whatever can go now."""
-        unknown = [e for e in candidates or () if e not in self.load]
+        unknown = [e for e in candidates or () if not self.known(e)]
         if unknown:
             return Routing(failures=[self._failure(client, header, unknown[0], "does not exist")])
         self.queue.append(Task(client, header, candidates, payload))
@@ -109,22 +141,47 @@ class Router:
         return pending.client, self._dispatch()
 
     def outstanding(self, msg_id: str) -> bool:
-        """Whether a reply to ``msg_id`` is still to come: sent to an engine, or queued."""
-        return msg_id in self.pending or any(task.header["msg_id"] == msg_id for task in self.queue)
+        """Whether a reply to ``msg_id`` is still to come: sent to an engine, or waiting here."""
+        return (msg_id in self.pending or any(task.header["msg_id"] == msg_id for task in self.queue)
+                or any(h.header["msg_id"] == msg_id for held in self.restarting.values() for h in held))
 
-    def abort(self, msg_ids: list[str]) -> tuple[list[Failure], dict[int, list[str]]]:
-        """Drop queued tasks among ``msg_ids`` (their clients are told), and say which
-        engines hold the others that are still outstanding, so they can be told too."""
+    def stop(self, msg_ids: list[str], interrupt: bool = False) -> Stop:
+        """Stop the requests ``msg_ids``: drop those waiting here (their clients are told),
+        say which engines hold the others, not started, and, with ``interrupt``,
+        which engines are running one of them.
+
+        An engine serves its requests in the order they were sent, so the one
+        it runs is its oldest outstanding one (interrupts aside, which its
+        control channel serves at once).
+        """
         wanted = set(msg_ids)
-        aborted = []
+        stop = Stop()
         for task in [t for t in self.queue if t.header["msg_id"] in wanted]:
             self.queue.remove(task)
-            reply_type = ENGINE_REQUESTS[task.header["msg_type"]]
-            aborted.append(Failure(task.client, reply_type, task.header, {"status": "aborted"}))
-        by_engine: dict[int, list[str]] = {}
+            stop.aborted.append(self._aborted(task.client, task.header))
+        for engine_id, held in self.restarting.items():
+            for waiting in [h for h in held if h.header["msg_id"] in wanted]:
+                held.remove(waiting)
+                stop.aborted.append(self._aborted(waiting.client, waiting.header))
+        running: dict[int, str] = {}
+        for msg_id, pending in self.pending.items():
+            if pending.header["msg_type"] not in CONTROL_REQUESTS:
+                running.setdefault(pending.engine_id, msg_id)
         for msg_id in wanted.intersection(self.pending):
-            by_engine.setdefault(self.pending[msg_id].engine_id, []).append(msg_id)
-        return aborted, by_engine
+            engine_id = self.pending[msg_id].engine_id
+            if interrupt and running.get(engine_id) == msg_id:
+                stop.interrupt.append(engine_id)
+            else:
+                stop.abort.setdefault(engine_id, []).append(msg_id)
+        stop.interrupt.sort()
+        return stop
+
+    def restart_engine(self, engine_id: int, reason: str) -> list[Failure]:
+        """A fresh kernel is coming for ``engine_id``: what the old one owed fails (``reason``),
+        and requests for it wait for :meth:`add_engine` of the new one."""
+        failures = self.remove_engine(engine_id, reason) if engine_id in self.load else []
+        self.restarting.setdefault(engine_id, [])
+        return failures
 
     def remove_engine(self, engine_id: int, reason: str) -> list[Failure]:
         """Forget a dead engine: what it owed fails, and so do tasks no engine is left for."""
@@ -133,6 +190,16 @@ class Router:
         for msg_id in [mid for mid, p in self.pending.items() if p.engine_id == engine_id]:
             pending = self.pending.pop(msg_id)
             failures.append(self._failure(pending.client, pending.header, engine_id, reason))
+        return failures + self._fail_stranded_tasks(engine_id, reason)
+
+    def restart_failed(self, engine_id: int, reason: str) -> list[Failure]:
+        """An engine did not come back: what waited for it fails."""
+        held = self.restarting.pop(engine_id, [])
+        failures = [self._failure(h.client, h.header, engine_id, reason) for h in held]
+        return failures + self._fail_stranded_tasks(engine_id, reason)
+
+    def _fail_stranded_tasks(self, engine_id: int, reason: str) -> list[Failure]:
+        failures = []
         for task in list(self.queue):
             if not self._live_candidates(task):
                 self.queue.remove(task)
@@ -140,9 +207,10 @@ class Router:
         return failures
 
     def _live_candidates(self, task: Task) -> list[int]:
+        """Engines that are up or restarting, among those the task may run on."""
         if task.candidates is None:
-            return list(self.load)
-        return [e for e in task.candidates if e in self.load]
+            return [*self.load, *self.restarting]
+        return [e for e in task.candidates if self.known(e)]
 
     def _dispatch(self) -> list[Delivery]:
         """Send queued tasks, oldest first, each to its least loaded candidate with room.
@@ -172,6 +240,10 @@ class Router:
         self.pending[header["msg_id"]] = Pending(client, engine_id, header)
         self.load[engine_id] += 1
         return Delivery(engine_id, header, payload)
+
+    @staticmethod
+    def _aborted(client: bytes, header: dict) -> Failure:
+        return Failure(client, ENGINE_REQUESTS[header["msg_type"]], header, {"status": "aborted"})
 
     @staticmethod
     def _failure(client: bytes, header: dict, engine_id: int, reason: str) -> Failure:

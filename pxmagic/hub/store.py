@@ -154,6 +154,8 @@ class ResultStore:
         self.too_big = 0
         #: large results dropped from memory because their client has them
         self.released = 0
+        #: why recent results are no longer here, so a client asking for one is told (bounded: see _forget)
+        self._gone: OrderedDict[str, str] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._results)
@@ -177,6 +179,8 @@ class ResultStore:
             self.nbytes -= old.nbytes
         if nbytes > self.max_bytes:
             self.too_big += 1
+            self._forget(msg_id, f"its result ({nbytes / MB:.1f} MB) was larger than the hub's result store "
+                                 f"limit ({self.max_bytes / MB:g} MB, --max-results-mb), so the hub did not keep it")
         else:
             self._results[msg_id] = Stored(engine_id, parts, nbytes)
             self.nbytes += nbytes
@@ -187,9 +191,11 @@ class ResultStore:
         """Drop the oldest results until both limits hold."""
         results = self._results
         while len(results) > self.max_results or self.nbytes > self.max_bytes:
-            _, oldest = results.popitem(last=False)
+            msg_id, oldest = results.popitem(last=False)
             self.nbytes -= oldest.nbytes
             self.culled += 1
+            self._forget(msg_id, f"culled from the hub's result store, which keeps the latest {self.max_results} "
+                                 f"results and {self.max_bytes / MB:g} MB (--max-results, --max-results-mb)")
 
     def release(self, msg_ids: Iterable[str]) -> None:
         """Drop from memory the large results among ``msg_ids``, which their client has (an archive keeps them)."""
@@ -199,6 +205,7 @@ class ResultStore:
                 del self._results[msg_id]
                 self.nbytes -= stored.nbytes
                 self.released += 1
+                self._forget(msg_id, "released from the hub's memory once the client that asked had it")
 
     def find(self, msg_ids: Iterable[str], outstanding: Callable[[str], bool], waiter: Waiter) -> list[Found]:
         """``(msg_id, state, engine_id, parts)`` of each result asked for.
@@ -239,9 +246,21 @@ class ResultStore:
             if stored is not None:
                 self.nbytes -= stored.nbytes
                 purged += 1
+                self._forget(msg_id, "purged (purge_results)")
         if self.archive is not None:
             self.archive.purge(everything, msg_ids, sorted(engine_ids))
         return purged
+
+    def _forget(self, msg_id: str, reason: str) -> None:
+        """Remember why ``msg_id``'s result is gone, for as many msg_ids as the store keeps results."""
+        self._gone[msg_id] = reason
+        self._gone.move_to_end(msg_id)
+        while len(self._gone) > max(self.max_results, DEFAULT_MAX_RESULTS):
+            self._gone.popitem(last=False)
+
+    def why_missing(self, msg_id: str) -> str:
+        """Why the store has no result for ``msg_id``, as far as it remembers."""
+        return self._gone.get(msg_id, "never submitted, or gone from the hub's result store long ago")
 
     def close(self) -> None:
         """Write what the archive has not written yet."""
