@@ -83,9 +83,8 @@ class AsyncResult(futures.Future):
         self._arrivals: list[int] = []
         self._trackers: list = []
         self.outputs: list[Output] = []
-        #: set by the client: interrupt the given engines; abort this result's queued work
-        self._interrupt_engines: Callable[[list[int]], Any] | None = None
-        self._abort: Callable[[AsyncResult], Any] | None = None
+        #: set by the client: stop this result's work (``interrupt``: what runs too, else only what waits)
+        self._stop: Callable[[AsyncResult, bool], Any] | None = None
         self._output_slots_open = len(self.msg_ids)
         self.stdout: dict[int, str] = {}
         self.stderr: dict[int, str] = {}
@@ -239,17 +238,14 @@ class AsyncResult(futures.Future):
 
     def abort(self) -> None:
         """Drop this request's work that has not started; what runs goes on (see :meth:`interrupt`)."""
-        if self._abort is not None and not self.done():
-            self._abort(self)
+        if self._stop is not None and not self.done():
+            self._stop(self, False)
 
     def interrupt(self) -> None:
-        """Interrupt (as a kernel interrupt) the engines still working on this request."""
-        with self._lock:
-            busy = {self.engine_ids[i] for i in range(len(self.msg_ids))
-                    if i not in self._values and i not in self._errors}
-        busy.discard(None)
-        if busy and self._interrupt_engines is not None:
-            self._interrupt_engines(sorted(busy))
+        """Stop this request's work: interrupt (as a kernel interrupt) the engines running
+        it, and drop what has not started, wherever it waits (the hub, an engine)."""
+        if self._stop is not None and not self.done():
+            self._stop(self, True)
 
     @property
     def r(self) -> Any:
@@ -292,4 +288,4 @@ class AsyncResult(futures.Future):
     def wait_for_send(self, timeout: float | None = None) -> None:
         """Block until ZMQ no longer needs the buffers of the request."""
         for tracker in self._trackers:
-            tracker.wait(timeout if timeout is None or timeout >= 0 else None)
+            tracker.wait(-1 if timeout is None or timeout < 0 else timeout)  # pyzmq's "no limit" is -1

@@ -28,6 +28,8 @@ log = logging.getLogger("pxmagic.client")
 
 #: how often the I/O thread checks how long the hub has been silent
 SILENCE_CHECK_MS = 500
+#: a poll that returns this much later than asked was not listening for that long (GIL held, process stopped)
+STALL_SLACK = 0.25
 #: messages taken from one socket before the other gets a turn
 BATCH = 64
 POLLIN = int(zmq.POLLIN)
@@ -49,8 +51,8 @@ class HubChannel:
         self._on_reply = on_reply
         self._on_output = on_output
         self._on_silence = on_silence
-        #: when the hub was last heard from (any message, heartbeats included)
-        self.last_heard = time.monotonic()
+        #: whether a message (any, heartbeats included) came since the last silence check
+        self._heard = False
         self._requests = self.context.socket(zmq.DEALER)
         self._requests.linger = 1000
         self._output = self.context.socket(zmq.SUB)
@@ -126,22 +128,38 @@ class HubChannel:
         poller.register(self._requests.FD, zmq.POLLIN)
         poller.register(self._output, zmq.POLLIN)
         more = False
+        silence, turn_started = 0.0, time.monotonic()
         try:
             while not self._closing:
-                events = dict(poller.poll(0 if more else SILENCE_CHECK_MS))
-                silence = time.monotonic() - self.last_heard
-                if silence > SILENCE_CHECK_MS / 1000:
-                    self._on_silence(silence)
+                timeout = 0 if more else SILENCE_CHECK_MS
+                events = dict(poller.poll(timeout))
                 if self._wake_read in events:
                     os.read(self._wake_read, 4096)
                 more = self._receive_replies()
                 if self._output in events:
                     self._receive_output()
+                silence = self._hub_silence(silence, turn_started, timeout)
+                turn_started = time.monotonic()
         finally:
             with self._lock:
                 for socket in (self._requests, self._output):
                     socket.close()
             os.close(self._wake_read)
+
+    def _hub_silence(self, silence: float, turn_started: float, timeout_ms: int) -> float:
+        """The hub's silence so far, counted only while this thread could listen; judged after reading.
+
+        Replies and heartbeats that came while this process was stopped, or
+        while another thread held the GIL, wait in the sockets: they are read
+        first, so a stall of the client is never taken for a silent hub.
+        """
+        if self._heard:
+            self._heard = False
+            return 0.0
+        silence += min(time.monotonic() - turn_started, timeout_ms / 1000 + STALL_SLACK)
+        if silence > SILENCE_CHECK_MS / 1000:
+            self._on_silence(silence)
+        return silence
 
     def _receive_replies(self) -> bool:
         """Handle the replies waiting on the request socket, whether its FD fired or not; True if more wait."""
@@ -160,7 +178,7 @@ class HubChannel:
             self._handle(self._on_output, self._output.recv_multipart(copy=False))
 
     def _handle(self, handler: Callable[[list], None], frames: list) -> None:
-        self.last_heard = time.monotonic()
+        self._heard = True
         try:
             handler(frames)
         except Exception:

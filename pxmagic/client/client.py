@@ -88,6 +88,8 @@ class Client:
         self._outputs: dict[str, tuple[AsyncResult, int]] = {}
         self.results: OrderedDict[str, AsyncResult] = OrderedDict()
         self._hub_requests: dict[str, futures.Future] = {}
+        #: msg_ids failed because the hub fell silent: their results, if they come, are still delivered
+        self._given_up: OrderedDict[str, None] = OrderedDict()
         #: large results received since the last request, which the hub may drop (filled by the I/O thread)
         self._received: deque[str] = deque()
         self.rejected_messages = 0
@@ -137,6 +139,14 @@ class Client:
             chosen = ids[targets]
         elif isinstance(targets, Iterable) and not isinstance(targets, (str, bytes)):
             chosen = list(targets)
+            not_ids = [t for t in chosen if not isinstance(t, int) or isinstance(t, bool)]
+            if not_ids:
+                raise TypeError(f"engine ids are integers, not {', '.join(map(repr, not_ids))} "
+                                "(a boolean is not an engine id)")
+            if len(set(chosen)) != len(chosen):
+                repeated = sorted({t for t in chosen if chosen.count(t) > 1})
+                raise ValueError(f"targets {chosen} repeat engine {', '.join(map(str, repeated))}: "
+                                 "name each engine once")
             unknown = [t for t in chosen if t not in self._engines]
             if unknown:
                 raise IndexError(f"no engine {unknown}: this cluster's engines are {ids}")
@@ -188,8 +198,7 @@ class Client:
                 engine_ids += request.targets
             messages.append(self.session.serialize(msg) + list(request.buffers))
         result = result_class(msg_ids, engine_ids, single, method, join)
-        result._interrupt_engines = self.interrupt
-        result._abort = self.abort
+        result._stop = self._stop
         for index, msg_id in enumerate(msg_ids):
             self._pending[msg_id] = self._outputs[msg_id] = (result, index)
             self._remember(msg_id, result)
@@ -221,7 +230,7 @@ class Client:
         because it died, one purged here) comes from the hub, which keeps
         results (``python -m pxmagic.hub --help``): the AsyncResult completes
         at once if the work is done, else when it is.  KeyError names the
-        msg_ids the hub has no result for: never submitted, culled or purged.
+        msg_ids the hub has no result for, and why: never submitted, culled, released or purged.
         """
         single = isinstance(msg_ids, str)
         wanted = [msg_ids] if single else list(msg_ids)
@@ -259,10 +268,10 @@ class Client:
             content = self._hub_request(HUB_RESULT_REQUEST, timeout, {"msg_ids": list(slots)})["content"]
             if content.get("status") != "ok":
                 raise remote_error(content.get("ename", "Error"), content.get("evalue", ""))
-            missing = [e["msg_id"] for e in content["results"] if e["state"] == RESULT_MISSING]
+            missing = [f"{e['msg_id']!r} ({e.get('reason', 'never submitted, culled or purged')})"
+                       for e in content["results"] if e["state"] == RESULT_MISSING]
             if missing:
-                raise KeyError(f"no result with msg_id {', '.join(map(repr, missing))} in this client or in "
-                               "the hub: never submitted, or culled or purged from the hub's result store")
+                raise KeyError(f"no result with msg_id {'; '.join(missing)} in this client or in the hub")
         except BaseException:
             for msg_id in slots:
                 if self._pending.get(msg_id, (None,))[0] is result:
@@ -274,7 +283,8 @@ class Client:
         if jobs == "all":
             finished = [mid for mid, result in self.results.items() if result.done()]
         else:
-            finished = [mid for result in self._results_of(jobs) for mid in result.msg_ids]
+            finished = [mid for result in self._results_of(jobs) if isinstance(result, AsyncResult)
+                        for mid in result.msg_ids]
         for msg_id in finished:
             self.results.pop(msg_id, None)
 
@@ -396,8 +406,10 @@ class Client:
         """Fill the AsyncResult slot that waits for this reply."""
         parent_id = msg["parent_header"].get("msg_id")
         entry = self._pending.pop(parent_id, None)
+        if entry is None and parent_id in self._given_up:
+            entry = self._late_result(parent_id), 0
         if entry is None:
-            log.debug("reply to unknown request %s", parent_id)
+            self._fail_refused_request(parent_id, msg)
             return
         result, index = entry
         content = msg["content"]
@@ -406,9 +418,35 @@ class Client:
         if engine_id is None:  # a balanced task: the reply says which engine ran it
             engine_id = msg["metadata"].get("engine_id", content.get("engine_id"))
         # an engine that died sends no "idle"; a call that printed nothing says so in its reply
-        if (content.get("ename") == "EngineError" or msg["metadata"].get("quiet")) and self._outputs.pop(parent_id, None):
-            result._output_finished()
+        if content.get("ename") == "EngineError" or msg["metadata"].get("quiet"):
+            self._end_output(parent_id)
         result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.session.key))
+
+    def _late_result(self, msg_id: str) -> AsyncResult:
+        """A fresh AsyncResult, found by :meth:`get_result`, for a reply that came after its request was failed."""
+        del self._given_up[msg_id]
+        late = AsyncResult([msg_id], [None], True, "get_result")
+        late._output_finished()
+        self._remember(msg_id, late)
+        return late
+
+    def _fail_refused_request(self, request_id: str, msg: dict) -> None:
+        """The hub refused a whole request, answering its own msg_id: every engine's copy fails with that."""
+        copies = [mid for mid in self._pending if mid.startswith(request_id + "/")]
+        if not copies or msg["content"].get("status") != "error":
+            log.debug("reply to unknown request %s", request_id)
+            return
+        for msg_id in copies:
+            result, index = self._pending[msg_id]
+            self._end_output(msg_id)  # nothing ran
+            self._complete({**msg, "parent_header": {**msg["parent_header"], "msg_id": msg_id}},
+                           result.engine_ids[index])
+
+    def _end_output(self, msg_id: str) -> None:
+        """No more output will come for ``msg_id``: its AsyncResult stops waiting for it."""
+        entry = self._outputs.pop(msg_id, None)
+        if entry is not None:
+            entry[0]._output_finished()
 
     def _on_output(self, frames: list) -> None:
         if len(frames) == 1:  # the hub's heartbeat: hearing it was the point
@@ -428,13 +466,17 @@ class Client:
         msg_type, content = msg["msg_type"], msg["content"]
         if msg_type == "status":
             if content.get("execution_state") == "idle":
-                del self._outputs[parent_id]
-                result._output_finished()
+                self._end_output(parent_id)
         elif msg_type in SHOWN_OUTPUTS:
             result._add_output(Output(topic_engine(idents[0]), msg_type, content, msg["metadata"]))
 
     def _on_hub_silence(self, seconds: float) -> None:
-        """Fail everything outstanding once the hub has been silent for ``hub_timeout``."""
+        """Fail everything outstanding once the hub has been silent for ``hub_timeout``.
+
+        The work may still have run (a hub paused, not dead, keeps results):
+        a reply that comes later, or ``get_result``, gets the real outcome,
+        not this failure.
+        """
         if seconds < self.hub_timeout or not self._pending:
             return
         reason = (f"the hub ({self.connection_file}) is unreachable: nothing from it for {seconds:.0f} s")
@@ -443,15 +485,19 @@ class Client:
             if entry is None:
                 continue
             result, index = entry
-            if self._outputs.pop(msg_id, None):
-                result._output_finished()
+            if self.results.get(msg_id) is result:  # so that get_result asks the hub
+                self.results.pop(msg_id, None)
+            self._given_up[msg_id] = None
+            if len(self._given_up) > self.max_results:
+                self._given_up.popitem(last=False)
+            self._end_output(msg_id)
             engine_id = result.engine_ids[index]
             error = EngineError("EngineError", f"{reason}; request {msg_id} did not complete", "", engine_id)
             result._deliver(index, engine_id, None, error)
 
     def _on_engine_status(self, content: dict) -> None:
         engine_id = int(content["engine_id"])
-        if content["state"] == "registered":
+        if content["state"] in ("registered", "restarting"):  # requests for a restarting engine wait for it
             self._engines.setdefault(engine_id, {})
         else:
             self._engines.pop(engine_id, None)
@@ -463,17 +509,20 @@ class Client:
         done, not_done = futures.wait(results, timeout=timeout if timeout is None or timeout >= 0 else None)
         return not not_done
 
-    def _results_of(self, jobs: Any) -> set[AsyncResult]:
+    def _results_of(self, jobs: Any) -> set[futures.Future]:
+        """The futures ``jobs`` names: AsyncResults (or any Future), msg_ids, or everything outstanding."""
         if jobs is None:
             return {result for result, _ in list(self._pending.values())}
-        if isinstance(jobs, (AsyncResult, str)):
+        if isinstance(jobs, (futures.Future, str)):
             jobs = [jobs]
         results = set()
         for job in jobs:
-            if isinstance(job, AsyncResult):
+            if isinstance(job, futures.Future):
                 results.add(job)
-            elif job in self.results:
+            elif isinstance(job, str) and job in self.results:
                 results.add(self.results[job])
+            elif not isinstance(job, str):
+                raise TypeError(f"jobs are AsyncResults, futures or msg_ids, not {job!r}")
         return results
 
     def abort(self, jobs: Any = None, timeout: float = 10.0) -> None:
@@ -485,9 +534,25 @@ class Client:
         if jobs is None:
             msg_ids = list(self._pending)
         else:
-            msg_ids = [mid for result in self._results_of(jobs) for mid in result.msg_ids if mid in self._pending]
+            msg_ids = [mid for result in self._results_of(jobs) if isinstance(result, AsyncResult)
+                       for mid in result.msg_ids if mid in self._pending]
         if msg_ids:
             self._hub_request(HUB_ABORT_REQUEST, timeout, {"msg_ids": msg_ids})
+
+    def _stop(self, result: AsyncResult, interrupt: bool) -> None:
+        """Abort ``result``'s work not started; with ``interrupt``, interrupt the engines running it.
+
+        An interrupt comes from Ctrl-C, so it does not wait for the hub's answer:
+        the replies (KeyboardInterrupt, aborted) complete the result.
+        """
+        msg_ids = [msg_id for msg_id in result.msg_ids if msg_id in self._pending]
+        if not msg_ids:
+            return
+        if interrupt:
+            msg = self.session.msg(HUB_ABORT_REQUEST, {"msg_ids": msg_ids, "interrupt": True})
+            self._channel.send(self.session.serialize(msg))
+        else:
+            self._hub_request(HUB_ABORT_REQUEST, 10.0, {"msg_ids": msg_ids})
 
     def restart_engine(self, engine_id: int, timeout: float = 90.0) -> None:
         """Replace engine ``engine_id`` (alive or dead) by a fresh kernel with the same id.

@@ -9,6 +9,7 @@ view is only how calls are addressed, which subclasses define.
 """
 from __future__ import annotations
 
+import keyword
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,21 @@ class Request:
 def apply_request(func: Callable, args: tuple, kwargs: dict, targets: list[int] | None,
                   balanced: bool = False) -> Request:
     return Request(APPLY_REQUEST, {}, targets, balanced, serialize.pack_call(func, args, kwargs))
+
+
+def check_variable_name(name: Any) -> None:
+    """Refuse a name that ``push`` must not bind in an engine's namespace, saying why.
+
+    A key that is not an identifier (``1``, ``"not valid"``) would sit in the
+    namespace where no code can name it, and breaks ``dir()``, ``%who`` and
+    completion on the engine; ``__builtins__`` would replace every builtin.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"push needs variable names (strings) as keys, not {name!r}")
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"push cannot bind {name!r}: it is not a Python variable name")
+    if name == "__builtins__":
+        raise ValueError(f"push cannot bind {name!r}: it would replace the engine's builtins")
 
 
 class View:
@@ -85,15 +101,15 @@ class View:
                block: bool | None = None, targets: Targets = None, track: bool | None = None) -> Any:
         raise NotImplementedError
 
-    def apply(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+    def apply(self, f: Callable, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``f(*args, **kwargs)`` remotely; blocks if ``self.block``."""
         return self._apply(f, args, kwargs)
 
-    def apply_sync(self, f: Callable, *args: Any, **kwargs: Any) -> Any:
+    def apply_sync(self, f: Callable, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``f(*args, **kwargs)`` remotely and return the result(s)."""
         return self._apply(f, args, kwargs, block=True)
 
-    def apply_async(self, f: Callable, *args: Any, **kwargs: Any) -> AsyncResult:
+    def apply_async(self, f: Callable, /, *args: Any, **kwargs: Any) -> AsyncResult:
         """Call ``f(*args, **kwargs)`` remotely; return an AsyncResult at once."""
         return self._apply(f, args, kwargs, block=False)
 
@@ -157,7 +173,10 @@ class DirectView(View):
         super().__init__(client, targets)
 
     def __repr__(self) -> str:
-        ids, single = self.client.resolve_targets(self._targets)
+        try:
+            ids, single = self.client.resolve_targets(self._targets)
+        except IndexError:  # its engines are gone
+            return f"<DirectView {self._targets!r}, not among the engines {self.client.ids}>"
         return f"<DirectView {ids[0] if single else ids}>"
 
     def __len__(self) -> int:
@@ -210,6 +229,8 @@ class DirectView(View):
         """Update each engine's namespace with the dict ``ns``."""
         if not isinstance(ns, dict):
             raise TypeError(f"push takes a dict of names to values, not {type(ns).__name__}")
+        for name in ns:
+            check_variable_name(name)
         return self._apply(ops.push, (ns,), block=block, targets=targets, track=track)
 
     def pull(self, names: str | tuple | list, targets: Targets = None, block: bool | None = None) -> Any:
