@@ -19,6 +19,7 @@ from ipykernel.kernelapp import IPKernelApp, kernel_aliases, kernel_flags
 from traitlets import Bool, Float, Integer, Unicode
 
 from ..protocol import ENGINE_ID_ENV, rank_from_env
+from . import stall
 from .kernel import EngineKernel
 from .registration import HubWatch, RegistrationError, address_facing, read_engine_file, register
 
@@ -73,6 +74,7 @@ class EngineApp(IPKernelApp):
         except RegistrationError as error:
             self.log.critical("%s", error)
             self.exit(1)
+        stall.block_in_new_threads()  # before the kernel's threads start: see _join_hub
         self.session.key = self.engine_file["key"].encode()
         self.session.signature_scheme = self.engine_file["signature_scheme"]
         self.transport = "tcp"
@@ -112,6 +114,17 @@ class EngineApp(IPKernelApp):
         self.log.info("registered with the hub as engine %d", engine_id)
         signal.signal(signal.SIGTERM, self._terminate)
         HubWatch(self.engine_file, float(self.engine_file.get("hub_timeout", 10.0)), self._hub_gone).start()
+        # the hub fails the work of an engine frozen this long: on waking, it must run none of it
+        tolerated = float(self.engine_file.get("tolerated_stall", 0)) - 2 * stall.TICK
+        if tolerated > 0:
+            stall.StallGuard(tolerated, self._stalled).start()
+        else:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCONT})
+
+    def _stalled(self, seconds: float) -> None:
+        self.log.critical("this engine was stopped for %.1f s: the hub has taken it for dead and failed its "
+                          "work, so it exits without running what was sent to it", seconds)
+        self._terminate()
 
     def _hub_gone(self, silence: float) -> None:
         self.log.critical("the hub has been silent for %.0f s; this engine exits", silence)

@@ -10,7 +10,7 @@ import sys
 from ..protocol import ENGINE_KINDS
 from .archive import ArchiveError
 from .engines import KERNEL_NAME, EngineStartError
-from .heartbeat import DEFAULT_PERIOD
+from .heartbeat import DEFAULT_MISSES, DEFAULT_PERIOD
 from .hub import Hub
 from .launchers import Launcher
 from .store import options_from_arguments, store_arguments
@@ -45,8 +45,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                              "external: wait for engines started by hand with "
                              "`python -m pxmagic.engine --register <pxmagic-engine.json>`")
     parser.add_argument("--heartbeat-period", type=float, default=DEFAULT_PERIOD,
-                        help="seconds between heartbeats to registered engines; one that misses 4 in a row is "
-                             f"dead (default: {DEFAULT_PERIOD:g})")
+                        help="seconds between heartbeats to registered engines; one that misses "
+                             f"{DEFAULT_MISSES} in a row is dead (default: {DEFAULT_PERIOD:g})")
     parser.add_argument("--mpiexec", default="mpiexec", help="the MPI launcher to run (default: mpiexec)")
     parser.add_argument("--mpi-args", default="", help="extra arguments for mpiexec, as one string")
     parser.add_argument("--mpi-interrupt-timeout", type=float, default=10.0,

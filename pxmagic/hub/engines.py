@@ -181,8 +181,9 @@ class Engine:
         raise EngineStartError(f"engine {self.id} was not started by the hub, so the hub cannot restart it")
 
     def close_sockets(self) -> None:
-        for socket in (self.shell, self.iopub, self.control):
-            socket.close(linger=0)
+        self.shell.close(linger=0)
+        self.iopub.close(linger=0)
+        self.control.close()  # its linger: 0 (set above), unless the hub has last words for the engine
 
     @classmethod
     async def shutdown_all(cls, engines: list[Engine], session: Session) -> None:

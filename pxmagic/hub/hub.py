@@ -158,6 +158,7 @@ class Hub:
             self.publisher.bind(f"ipc://{local_ipc}-iopub")
         hub_iopub = f"tcp://{self.ip}:{iopub_port}"
         self.registrar.start(self.ip, hub_iopub, HUB_SILENCE_PERIODS * HUB_HEARTBEAT_PERIOD,
+                             tolerated_stall=self.heart.tolerated_stall,
                              curve_serverkey=self.curve_public.decode() if self.curve_public else None,
                              profile=self.profile, cluster_id=self.cluster_id, hub_pid=os.getpid())
         self.pump.serve(self.registrar.socket, self.registrar.handle)
@@ -548,7 +549,10 @@ class Hub:
             with contextlib.suppress(Exception):  # _replace logged it; the engine stays gone
                 await self._replace(engine)
             return
-        self._send_failures(self.router.remove_engine(engine.id, reason))
+        failures = self.router.remove_engine(engine.id, reason)
+        if isinstance(engine, RegisteredEngine):  # it may only be frozen: it must not run this work later
+            engine.let_go(self.session, [f.parent["msg_id"] for f in failures if f.engine_id == engine.id])
+        self._send_failures(failures)
         self._announce(engine.id, "dead")
         if not engine.restartable:
             self._watchers.pop(engine.id, None)

@@ -29,6 +29,7 @@ from jupyter_client.session import Session
 
 from .. import connection, wire
 from ..protocol import (
+    ENGINE_ABORT_REQUEST,
     REGISTRATION_REPLY,
     REGISTRATION_REQUEST,
     ProtocolError,
@@ -42,6 +43,8 @@ log = logging.getLogger("pxmagic.hub")
 
 #: how long the hub waits, in all, for registered engines to answer its shutdown requests
 SHUTDOWN_WAIT = 2.0
+#: how long the hub's last words to an engine it let go may wait to be sent, once its sockets close
+LET_GO_LINGER_MS = 2000
 #: connections the registration socket's listener queues (Linux caps it at net.core.somaxconn)
 REGISTRATION_BACKLOG = 4096
 
@@ -79,6 +82,19 @@ class RegisteredEngine(Engine):
 
     async def is_alive(self) -> bool:
         return not self._death.done()
+
+    def let_go(self, session: Session, msg_ids: list[str]) -> None:
+        """Tell an engine found dead to drop ``msg_ids`` and shut down, before its work is failed.
+
+        Missed heartbeats mean frozen or cut off, not always dead.  An engine
+        that wakes must not run what the hub has already reported failed, nor
+        live on outside the cluster: these messages wait for it in its
+        control socket (the engine itself also exits on waking from a stop
+        longer than the hub tolerates; see pxmagic.engine.stall).
+        """
+        wire.send(session, self.control, ENGINE_ABORT_REQUEST, {"msg_ids": msg_ids})
+        wire.send(session, self.control, "shutdown_request", {"restart": False})
+        self.control.linger = LET_GO_LINGER_MS
 
     async def until_dead(self) -> str:
         return await asyncio.shield(self._death)
