@@ -525,17 +525,22 @@ class Client:
                 raise TypeError(f"jobs are AsyncResults, futures or msg_ids, not {job!r}")
         return results
 
-    def abort(self, jobs: Any = None, timeout: float = 10.0) -> None:
-        """Drop requests that have not started yet (default: everything outstanding).
+    def abort(self, jobs: Any = None, targets: Targets = None, timeout: float = 10.0) -> None:
+        """Drop requests that have not started yet: ``jobs``, or everything outstanding on ``targets``.
 
-        Their AsyncResults fail with an ``AbortedTask`` RemoteError; requests
-        already running go on (see :meth:`interrupt`).
+        With neither, everything outstanding.  Their AsyncResults fail with an
+        ``AbortedTask`` RemoteError; requests already running go on (see
+        :meth:`interrupt`).
         """
-        if jobs is None:
-            msg_ids = list(self._pending)
-        else:
+        if jobs is not None:
             msg_ids = [mid for result in self._results_of(jobs) if isinstance(result, AsyncResult)
                        for mid in result.msg_ids if mid in self._pending]
+        elif targets is not None:
+            engines = set(self.resolve_targets(targets)[0])
+            msg_ids = [mid for mid, (result, index) in list(self._pending.items())
+                       if result.engine_ids[index] in engines]
+        else:
+            msg_ids = list(self._pending)
         if msg_ids:
             self._hub_request(HUB_ABORT_REQUEST, timeout, {"msg_ids": msg_ids})
 

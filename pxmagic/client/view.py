@@ -185,6 +185,13 @@ class DirectView(View):
     def _ids(self, targets: Targets) -> tuple[list[int], bool]:
         return self.client.resolve_targets(self._targets if targets is None else targets)
 
+    def abort(self, jobs: Any = None) -> None:
+        """Drop ``jobs``, or all work queued on this view's engines from this client, not yet started.
+
+        ``rc[0].abort()`` clears engine 0's queue, whichever view sent the work.
+        """
+        self.client.abort(jobs, targets=None if jobs is not None else self._targets)
+
     def _apply(self, func: Callable, args: tuple = (), kwargs: dict | None = None,
                block: bool | None = None, targets: Targets = None, track: bool | None = None) -> Any:
         ids, single = self._ids(targets)
