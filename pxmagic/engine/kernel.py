@@ -22,6 +22,7 @@ from typing import Any
 import zmq
 from ipykernel.iostream import OutStream
 from ipykernel.ipkernel import IPythonKernel
+from ipykernel.zmqshell import ZMQExitAutocall
 from traitlets import Float
 
 from .. import digest, serialize, wire
@@ -29,19 +30,51 @@ from ..error import RemoteError
 from ..protocol import APPLY_REPLY, ENGINE_ABORT_REQUEST, ENGINE_ID_ENV, error_content
 
 
-def _error_reply(error: BaseException) -> dict:
-    """Reply content for an exception raised by the applied function.
+def _describe(error: BaseException) -> str:
+    """``str(error)``, or a sentence saying why it could not be had.
 
-    The traceback starts in the user's function: this handler's own frame is
-    dropped.
+    The user's ``__str__`` runs here, on the engine's shell loop: whatever it
+    raises must end up in the reply, never escape into the loop.
     """
+    try:
+        return str(error)
+    except BaseException as failure:  # the user's __str__ may raise anything
+        return (f"<the {type(error).__name__} could not be described: "
+                f"its __str__ raised {type(failure).__name__}>")
+
+
+def _notes(error: BaseException) -> list[str]:
+    """The exception's ``__notes__`` that are strings; a note about any that are not."""
+    try:
+        notes = getattr(error, "__notes__", None)
+        if notes is None:
+            return []
+        if not isinstance(notes, (list, tuple)):
+            return [f"(its __notes__ is a {type(notes).__name__}, not a list of strings)"]
+        kept = [note for note in notes if isinstance(note, str)]
+        if len(kept) < len(notes):
+            kept.append(f"({len(notes) - len(kept)} of its __notes__ are not strings)")
+        return kept
+    except BaseException:  # a __notes__ property may raise anything
+        return ["(its __notes__ could not be read)"]
+
+
+def _traceback_lines(error: BaseException) -> list[str]:
+    """The formatted traceback, starting in the user's function (this handler's frame is dropped)."""
     tb = error.__traceback__.tb_next if error.__traceback__ else None
-    lines = "".join(traceback.format_exception(type(error), error, tb)).splitlines()
-    evalue = error.evalue if isinstance(error, RemoteError) else str(error)
-    notes = getattr(error, "__notes__", [])
+    try:
+        return "".join(traceback.format_exception(type(error), error, tb)).splitlines()
+    except BaseException:  # formatting runs the user's __str__ and __notes__
+        return [*traceback.format_list(traceback.extract_tb(tb)), f"{type(error).__name__}: {_describe(error)}"]
+
+
+def _error_reply(error: BaseException) -> dict:
+    """Reply content for an exception raised by the applied function."""
+    evalue = error.evalue if isinstance(error, RemoteError) else _describe(error)
+    notes = _notes(error)
     if isinstance(error, SystemExit):
         notes = [*notes, "(sys.exit() on an engine ends the call, not the engine)"]
-    return error_content(type(error).__name__, " ".join([evalue, *notes]), lines)
+    return error_content(type(error).__name__, " ".join([evalue, *notes]), _traceback_lines(error))
 
 
 @contextmanager
@@ -95,6 +128,19 @@ class _MainThreadOnly:
         return False
 
 
+class _ExitRefused(ZMQExitAutocall):
+    """``exit`` and ``quit`` on an engine: a cell that calls them fails, and the engine serves on.
+
+    In a notebook kernel ``exit()`` ends the kernel; on an engine that would
+    lose its namespace and fail the cluster's work behind the caller's back.
+    ``sys.exit()`` in an applied function is refused the same way.
+    """
+
+    def __call__(self, code: object = None) -> None:
+        raise SystemExit(f"exit() on an engine ends the cell, not the engine (asked with {code!r}); "
+                         "restart it with rc.restart_engine(id), or stop the cluster with rc.shutdown()")
+
+
 class EngineKernel(IPythonKernel):
     """An IPython kernel that also answers ``apply_request``."""
 
@@ -119,6 +165,8 @@ class EngineKernel(IPythonKernel):
         self.displays = 0
         self._outputs_at_execute = 0
         self.shell.display_pub.register_hook(self._count_display)
+        self.shell.keepkernel_on_exit = True  # get_ipython().ask_exit() must not end the engine either
+        self.shell.exiter = self.shell.user_ns["exit"] = self.shell.user_ns["quit"] = _ExitRefused(self.shell)
 
     @property
     def _supports_kernel_subshells(self) -> bool:
@@ -153,6 +201,21 @@ class EngineKernel(IPythonKernel):
             self._send_abort_reply(stream, msg, idents)
             return False
         return True
+
+    def _send_abort_reply(self, stream: Any, msg: dict, idents: Any) -> None:
+        """Answer an aborted request straight on the shell socket.
+
+        ipykernel queues the reply on the ZMQStream and then flushes the
+        stream; from inside the stream's own receive callback (the fast path
+        of :meth:`_on_shell_message`), with requests waiting, that flush
+        spun forever.
+        """
+        self.log.info("aborting %s: %s", msg["header"]["msg_id"], msg["header"]["msg_type"])
+        status = {"status": "aborted"}
+        metadata = {**self.finish_metadata(msg, self.init_metadata(msg), status), **status}
+        frames = self.session.serialize(self.session.msg(msg["header"]["msg_type"].rsplit("_", 1)[0] + "_reply",
+                                                         status, parent=msg, metadata=metadata), idents)
+        self._send_on_shell(frames)
 
     def start(self) -> None:
         """Read the shell channel with :meth:`_on_shell_message` instead of ipykernel's task per message."""
@@ -246,12 +309,15 @@ class EngineKernel(IPythonKernel):
         msg = wire.message(parts)
         self.set_parent(idents, msg, channel="shell")
         if not self.should_handle(self.shell_stream, msg, idents):
-            self._publish_status_and_flush("idle", "shell", self.shell_stream)
+            self._publish_status("idle", "shell")
             return
         outputs_before = self._outputs_so_far()
         self.pre_handler_hook()
         try:
             content, reply_frames = self._call(msg)
+        except BaseException as error:  # never silence: whatever escapes is the caller's error
+            content, reply_frames = error_content(type(error).__name__, f"the engine failed to serve the call: "
+                                                  f"{_describe(error)}"), []
         finally:
             self.post_handler_hook()
         for stream in (sys.stdout, sys.stderr):
@@ -302,27 +368,29 @@ class EngineKernel(IPythonKernel):
             return await super().do_execute(*args, **kwargs)
 
     def _call(self, parent: dict) -> tuple[dict, list]:
-        """Run the call an apply_request carries: the reply's content and buffer frames."""
-        reply_frames: list = []
+        """Run the call an apply_request carries: the reply's content and buffer frames.
+
+        Unpickling the call and pickling its result run user code too
+        (``__setstate__``, ``__reduce__``), and an interrupt may land in
+        either: anything they raise, KeyboardInterrupt and SystemExit
+        included, becomes the error reply.
+        """
         try:
             self._check_buffers(parent)
             func, args, kwargs = serialize.unpack(parent["buffers"])
-        except Exception as error:
-            content = error_content(type(error).__name__, f"could not load the call: {error}")
-        else:
-            try:
-                with _forks_stay_out():
-                    result = func(*args, **kwargs)
-            except BaseException as error:  # KeyboardInterrupt from an interrupt, too
-                content = _error_reply(error)
-            else:
-                try:
-                    reply_frames = serialize.pack(result)
-                    content = {"status": "ok"}
-                except Exception as error:
-                    kind = type(result)
-                    content = error_content(
-                        "SerializationError",
-                        f"cannot send back a result of type {kind.__module__}.{kind.__qualname__}: {error}",
-                    )
-        return content, reply_frames
+        except BaseException as error:  # an interrupt or a __setstate__'s SystemExit, too
+            return error_content(type(error).__name__, f"could not load the call: {_describe(error)}"), []
+        try:
+            with _forks_stay_out():
+                result = func(*args, **kwargs)
+        except BaseException as error:  # KeyboardInterrupt from an interrupt, too
+            return _error_reply(error), []
+        try:
+            return {"status": "ok"}, serialize.pack(result)
+        except BaseException as error:  # a __reduce__ may raise anything
+            kind = type(result)
+            return error_content(
+                "SerializationError",
+                f"cannot send back a result of type {kind.__module__}.{kind.__qualname__}: "
+                f"{type(error).__name__}: {_describe(error)}",
+            ), []
