@@ -116,9 +116,23 @@ def send(
     ident: bytes | None = None,
 ) -> None:
     """Build, sign and send a message."""
+    socket.send_multipart([*build(session, msg_type, content, parent, header, metadata, ident), *buffers],
+                          copy=False)
+
+
+def build(
+    session: Session,
+    msg_type: str,
+    content: dict | bytes,
+    parent: dict | None = None,
+    header: dict | None = None,
+    metadata: dict | None = None,
+    ident: Any = None,
+) -> list:
+    """The signed frames of a new message, for a sender that sends them its own way."""
     msg = session.msg(msg_type, content, parent=parent, header=header or new_header(session, msg_type),
                       metadata=metadata)
-    socket.send_multipart([*session.serialize(msg, ident), *buffers], copy=False)
+    return session.serialize(msg, ident)
 
 
 def new_header(session: Session, msg_type: str) -> dict:

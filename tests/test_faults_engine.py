@@ -19,14 +19,6 @@ def cluster():
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def rc(cluster):
-    client = cluster.connect_client()
-    client.wait_for_engines(N, timeout=30)
-    yield client
-    client.close()
-
-
 def engine_pid(rc, target: int = 0) -> int:
     return rc[target].apply_sync(lambda: __import__("os").getpid())
 

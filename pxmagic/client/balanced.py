@@ -17,7 +17,8 @@ from . import partition
 from .view import View, apply_request
 
 if TYPE_CHECKING:
-    from .client import Client, Targets
+    from .client import Client
+    from .targets import Targets
 
 
 class LoadBalancedView(View):

@@ -44,11 +44,11 @@ from ..protocol import (
 from .asyncresult import AsyncResult, Output, decode_reply
 from .balanced import LoadBalancedView
 from .channel import HubChannel
+from .targets import Targets, resolve_targets
 from .view import DirectView, Request
 
 log = logging.getLogger("pxmagic.client")
 
-Targets = Any  # None, "all", an engine id, a slice, or an iterable of ids
 
 #: iopub messages that an AsyncResult keeps as outputs of its request
 SHOWN_OUTPUTS = {"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"}
@@ -128,33 +128,7 @@ class Client:
 
     def resolve_targets(self, targets: Targets) -> tuple[list[int], bool]:
         """Engine ids meant by ``targets``, and whether a single engine was named."""
-        ids = self.ids
-        if targets is None or (isinstance(targets, str) and targets == "all"):
-            chosen = ids
-        elif isinstance(targets, int) and not isinstance(targets, bool):
-            if targets not in self._engines:
-                raise IndexError(f"no engine {targets}: this cluster's engines are {ids}")
-            return [targets], True
-        elif isinstance(targets, slice):
-            chosen = ids[targets]
-        elif isinstance(targets, Iterable) and not isinstance(targets, (str, bytes)):
-            chosen = list(targets)
-            not_ids = [t for t in chosen if not isinstance(t, int) or isinstance(t, bool)]
-            if not_ids:
-                raise TypeError(f"engine ids are integers, not {', '.join(map(repr, not_ids))} "
-                                "(a boolean is not an engine id)")
-            if len(set(chosen)) != len(chosen):
-                repeated = sorted({t for t in chosen if chosen.count(t) > 1})
-                raise ValueError(f"targets {chosen} repeat engine {', '.join(map(str, repeated))}: "
-                                 "name each engine once")
-            unknown = [t for t in chosen if t not in self._engines]
-            if unknown:
-                raise IndexError(f"no engine {unknown}: this cluster's engines are {ids}")
-        else:
-            raise TypeError(f"targets must be an engine id, a slice, a list of ids or 'all', not {targets!r}")
-        if not chosen:
-            raise IndexError(f"{targets!r} selects no engine: this cluster's engines are {ids}")
-        return chosen, False
+        return resolve_targets(targets, self.ids)
 
     def __getitem__(self, targets: Targets) -> DirectView:
         return self.direct_view(targets)

@@ -26,7 +26,8 @@ from .imports import SyncImports
 from .remotefunction import ParallelFunction, RemoteFunction
 
 if TYPE_CHECKING:
-    from .client import Client, Targets
+    from .client import Client
+    from .targets import Targets
 
 
 @dataclass

@@ -213,9 +213,9 @@ class EngineKernel(IPythonKernel):
         self.log.info("aborting %s: %s", msg["header"]["msg_id"], msg["header"]["msg_type"])
         status = {"status": "aborted"}
         metadata = {**self.finish_metadata(msg, self.init_metadata(msg), status), **status}
-        frames = self.session.serialize(self.session.msg(msg["header"]["msg_type"].rsplit("_", 1)[0] + "_reply",
-                                                         status, parent=msg, metadata=metadata), idents)
-        self._send_on_shell(frames)
+        reply_type = msg["header"]["msg_type"].rsplit("_", 1)[0] + "_reply"
+        self._send_on_shell(wire.build(self.session, reply_type, status, parent=msg, metadata=metadata,
+                                       ident=idents))
 
     def start(self) -> None:
         """Read the shell channel with :meth:`_on_shell_message` instead of ipykernel's task per message."""
