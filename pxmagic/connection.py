@@ -7,8 +7,10 @@ file's existence is what tells a client or ``pxcluster`` that it is running.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 from pathlib import Path
 from socket import gethostname
 
@@ -62,6 +64,88 @@ def results_file(profile: str = "default", cluster_id: str = "") -> Path:
     """Path of the SQLite file in which the hub of ``--store sqlite`` keeps results."""
     suffix = f"-{cluster_id}" if cluster_id else ""
     return profile_dir(profile) / "pxmagic" / f"results{suffix}.sqlite"
+
+
+#: the hub's exit status when another hub already holds its cluster's lock
+CLUSTER_RUNNING = 3
+
+
+def lock_file(profile: str = "default", cluster_id: str = "") -> Path:
+    """Path of the file whose lock the one hub of ``profile``/``cluster_id`` holds while it runs."""
+    suffix = f"-{cluster_id}" if cluster_id else ""
+    return security_dir(profile) / f"pxmagic-hub{suffix}.lock"
+
+
+def hold_cluster_lock(profile: str = "default", cluster_id: str = "") -> int | None:
+    """Take the cluster's lock for this process and write its pid in it; None if another holds it.
+
+    The lock, not the connection file, is what makes one hub per cluster:
+    two starts at once both see no connection file, but only one gets the
+    lock.  The kernel drops it when its holder exits, however it exits.  A
+    lock taken on a file that a finishing hub unlinked in between is worth
+    nothing, so the inode is checked and the take retried.
+    """
+    path = lock_file(profile, cluster_id)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            return fd
+        os.close(fd)
+
+
+def release_cluster_lock(fd: int, profile: str = "default", cluster_id: str = "") -> None:
+    """Remove the lock file, then let go of the lock (in that order: see :func:`hold_cluster_lock`)."""
+    lock_file(profile, cluster_id).unlink(missing_ok=True)
+    os.close(fd)
+
+
+def lock_holder(profile: str = "default", cluster_id: str = "") -> int | None:
+    """The pid written in the cluster's lock file, if one is there and it can be read."""
+    try:
+        return int(lock_file(profile, cluster_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def cluster_running(profile: str, cluster_id: str, pid: int | None) -> str:
+    """What to tell someone who starts a cluster that is already running."""
+    named = f"profile {profile!r}" + (f" and cluster id {cluster_id!r}" if cluster_id else "")
+    held = f" (hub pid {pid})" if pid else ""
+    return f"a cluster is already running for {named}{held}; stop it with `pxcluster stop` first"
+
+
+#: names of the files a hub and its local engines leave in ``security/`` (with the hub's pid)
+_HUB_FILE = re.compile(r"pxmagic-(?:hub|kernel)-(\d+)-")
+
+
+def remove_dead_hub_files(profile: str, cluster_id: str) -> list[Path]:
+    """Remove what hubs that no longer run left in the profile's ``security/``; return what went.
+
+    Only the holder of the cluster's lock calls this, so the cluster's own
+    connection files are a dead hub's.  A hub killed with SIGKILL cannot
+    remove its IPC sockets and its engines' connection files either; they
+    carry its pid, which tells them from those of other clusters' hubs.
+    """
+    removed = [path for path in (client_file(profile, cluster_id), engine_file(profile, cluster_id))
+               if path.exists()]
+    for path in security_dir(profile).iterdir():
+        found = _HUB_FILE.match(path.name)
+        if found and not pid_alive(int(found.group(1))):
+            removed.append(path)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def write_secret_json(path: Path, data: dict) -> None:

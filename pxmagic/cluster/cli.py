@@ -48,7 +48,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    if stop_hub(args.profile, args.cluster_id):
+    if stop_hub(args.profile, args.cluster_id, say=lambda message: print(f"pxcluster: {message}", file=sys.stderr)):
         print(f"cluster stopped (profile {args.profile!r})")
         return 0
     print(f"no cluster running for profile {args.profile!r}", file=sys.stderr)

@@ -6,6 +6,7 @@ engine is ready, so a ``Client()`` right after it finds all engines.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import connection, encryption
@@ -67,12 +68,7 @@ def start_hub(
     path = connection.client_file(profile, cluster_id)
     info = _read_info(path)
     if info and connection.pid_alive(int(info.get("hub_pid", -1))):
-        raise ClusterError(
-            f"a cluster is already running for profile {profile!r}"
-            f"{f' and cluster id {cluster_id!r}' if cluster_id else ''} (hub pid {info['hub_pid']}); "
-            "stop it with `pxcluster stop` first"
-        )
-    path.unlink(missing_ok=True)
+        raise ClusterError(connection.cluster_running(profile, cluster_id, info["hub_pid"]))
     log_path = connection.hub_log(profile, cluster_id)
     command = [sys.executable, "-m", "pxmagic.hub", "-n", str(n), "--profile", profile,
                "--cluster-id", cluster_id, "--ip", ip, "--start-timeout", str(timeout)]
@@ -98,6 +94,9 @@ def start_hub(
         info = _read_info(path)
         if info and info.get("hub_pid") == hub.pid:
             return hub
+        if hub.poll() == connection.CLUSTER_RUNNING:
+            raise ClusterError(connection.cluster_running(profile, cluster_id,
+                                                          connection.lock_holder(profile, cluster_id)))
         if hub.poll() is not None:
             raise ClusterError(f"the hub exited with status {hub.returncode}; its log "
                                f"({log_path}) ends with:\n{_log_tail(log_path)}")
@@ -127,28 +126,77 @@ def engine_options(engines: str = "local", **settings: str | float | None) -> li
     return options
 
 
-def stop_hub(profile: str = "default", cluster_id: str = "", timeout: float = 30.0) -> bool:
-    """Stop the cluster's hub and engines; False if none was running."""
+def stop_hub(profile: str = "default", cluster_id: str = "", timeout: float = 30.0,
+             say: Callable[[str], None] = lambda message: None) -> bool:
+    """Stop the cluster's hub and engines; False if none was running.
+
+    A hub that is stopped (SIGSTOP, Ctrl-Z) cannot stop its engines, and one
+    that does not answer may never: both are killed with their local engines,
+    and ``say`` is told so.  Whatever a killed hub leaves in ``security/``
+    is removed.
+    """
     from ..client import Client
 
     path = connection.client_file(profile, cluster_id)
-    info = _read_info(path)
-    if not info:
-        return False
-    pid = int(info.get("hub_pid", -1))
-    if not connection.pid_alive(pid):
-        path.unlink(missing_ok=True)
-        return False
+    info = _read_info(path) or {}
+    pid = int(info.get("hub_pid") or connection.lock_holder(profile, cluster_id) or -1)
+    running = connection.pid_alive(pid)
+    if running:
+        engines = _local_engine_pids(pid)
+        if _is_stopped(pid):
+            say(f"the hub (pid {pid}) is stopped (SIGSTOP or Ctrl-Z); killing it and {len(engines)} local engines")
+            _kill(pid, engines)
+        else:
+            try:
+                with Client(path, timeout=5) as client:
+                    client.shutdown()
+            except Exception as error:
+                say(f"the hub (pid {pid}) did not take the shutdown request ({error}); sending it SIGTERM")
+                os.kill(pid, signal.SIGTERM)
+            if not _wait_exit(pid, timeout):
+                say(f"the hub (pid {pid}) did not exit within {timeout:g} s; killing it and "
+                    f"{len(engines)} local engines")
+                _kill(pid, engines)
+    _remove_leftovers(profile, cluster_id)
+    return running
+
+
+def _local_engine_pids(hub_pid: int) -> list[int]:
+    """Pids of the kernels this hub started on this host (their command lines name its pid)."""
+    marker = f"pxmagic-kernel-{hub_pid}-".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _is_stopped(pid: int) -> bool:
     try:
-        with Client(path, timeout=5) as client:
-            client.shutdown()
-    except Exception:
-        os.kill(pid, signal.SIGTERM)
-    if not _wait_exit(pid, timeout):
-        os.killpg(pid, signal.SIGKILL)
-        _wait_exit(pid, 5)
-    path.unlink(missing_ok=True)
-    return True
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("T", "t")
+
+
+def _kill(hub_pid: int, engines: list[int]) -> None:
+    for pid in engines:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(hub_pid, signal.SIGKILL)
+    _wait_exit(hub_pid, 5)
+
+
+def _remove_leftovers(profile: str, cluster_id: str) -> None:
+    """Remove a dead hub's files, unless a new hub of the cluster holds its lock already."""
+    lock = connection.hold_cluster_lock(profile, cluster_id)
+    if lock is not None:
+        connection.remove_dead_hub_files(profile, cluster_id)
+        connection.release_cluster_lock(lock, profile, cluster_id)
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:

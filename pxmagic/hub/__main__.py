@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+from .. import connection
 from ..protocol import ENGINE_KINDS
 from .archive import ArchiveError
 from .engines import KERNEL_NAME, EngineStartError
@@ -119,14 +120,24 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log = logging.getLogger("pxmagic.hub")
+    lock = connection.hold_cluster_lock(args.profile, args.cluster_id)
+    if lock is None:
+        holder = connection.lock_holder(args.profile, args.cluster_id)
+        log.error("%s", connection.cluster_running(args.profile, args.cluster_id, holder))
+        return connection.CLUSTER_RUNNING
+    for path in connection.remove_dead_hub_files(args.profile, args.cluster_id):
+        log.info("removed %s, left by a hub that no longer runs", path.name)
     try:
         hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
                   args.parent_pid, args.curve, args.restart_engines, store, make_launcher(args),
                   args.heartbeat_period)
         asyncio.run(hub.run())
     except (EngineStartError, ArchiveError) as error:
-        logging.getLogger("pxmagic.hub").error("%s", error)
+        log.error("%s", error)
         return 1
+    finally:
+        connection.release_cluster_lock(lock, args.profile, args.cluster_id)
     return 0
 
 
