@@ -23,6 +23,11 @@ ENGINE_REQUESTS = {APPLY_REQUEST: APPLY_REPLY, EXECUTE_REQUEST: EXECUTE_REPLY, I
 #: of those, the ones that go to an engine's control channel rather than its shell
 CONTROL_REQUESTS = {INTERRUPT_REQUEST}
 
+
+def reply_type(msg_type: str) -> str:
+    """The type of the reply to a request of type ``msg_type``, as Jupyter names them."""
+    return msg_type.removesuffix("_request") + "_reply"
+
 HUB_INFO_REQUEST = "hub_info_request"
 HUB_INFO_REPLY = "hub_info_reply"
 HUB_SHUTDOWN_REQUEST = "hub_shutdown_request"

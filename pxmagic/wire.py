@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hmac
 import json
+import weakref
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
 from jupyter_client.session import Session
 
 from .protocol import ProtocolError, check_header
+from .replay import ReplayGuard
 
 DELIM = b"<IDS|MSG>"
 
@@ -25,7 +28,9 @@ DELIM = b"<IDS|MSG>"
 def verify(session: Session, parts: list) -> bool:
     """Whether ``parts`` (signature, header, parent, metadata, content, ...) is signed by our key.
 
-    A signature seen before is refused (replay), as ``Session.deserialize`` does.
+    A signature among the last ones seen is refused, as ``Session.deserialize``
+    does.  That is enough for replies and output, whose receivers ignore a
+    second answer to one request; requests go through :func:`request_refusal`.
     """
     if len(parts) < 5:
         return False
@@ -38,6 +43,37 @@ def verify(session: Session, parts: list) -> bool:
     return True
 
 
+class Refusal(NamedTuple):
+    """Why a request is refused; ``authentic`` if it carries our key's signature, so may be answered."""
+
+    reason: str
+    authentic: bool
+
+
+#: each session's memory of the requests it received (one per process, shared by its sockets)
+_guards: weakref.WeakKeyDictionary[Session, ReplayGuard] = weakref.WeakKeyDictionary()
+
+
+def request_refusal(session: Session, parts: list) -> Refusal | None:
+    """Why the request ``parts`` must not be acted on, or None if it is signed by our key and fresh.
+
+    A request is fresh if it is recent and was never received before
+    (:mod:`pxmagic.replay`); it is remembered as received.
+    """
+    if len(parts) < 5:
+        return Refusal(f"it has {len(parts)} parts after the delimiter, not at least 5", False)
+    signature = parts[0].bytes
+    if not signature or not hmac.compare_digest(signature, session.sign(parts[1:5])):
+        return Refusal("its signature is missing or wrong", False)
+    try:
+        header = load(parts[1])
+    except ValueError:
+        return Refusal("its header is not JSON", True)
+    date = header.get("date") if isinstance(header, dict) else None
+    reason = _guards.setdefault(session, ReplayGuard()).refusal(signature, date)
+    return None if reason is None else Refusal(reason, True)
+
+
 def signed(session: Session, parts: list) -> bool:
     """Whether ``parts`` carries our key's signature, without the replay check.
 
@@ -47,11 +83,6 @@ def signed(session: Session, parts: list) -> bool:
     if len(parts) < 5 or not parts[0].bytes:
         return False
     return hmac.compare_digest(parts[0].bytes, session.sign(parts[1:5]))
-
-
-def signed_and_unseen(session: Session, parts: list) -> bool:
-    """Whether ``parts`` would pass :func:`verify`, without recording its signature as seen."""
-    return signed(session, parts) and parts[0].bytes not in session.digest_history
 
 
 def load(frame: Any) -> Any:
@@ -97,9 +128,11 @@ def forward(session: Session, socket: Any, header: dict, rest: list) -> None:
     """Send a message with a new ``header`` and the received frames ``rest``.
 
     ``rest`` is parent, metadata, content and buffers, forwarded untouched:
-    only the header is packed, and the message signed again.
+    only the header is packed, and the message signed again.  The header is
+    dated now: the receiver refuses requests that are not recent, and one
+    may have waited in the hub's queue for a while.
     """
-    packed = session.pack(header)
+    packed = session.pack({**header, "date": _now()})
     signature = session.sign([packed, *rest[:3]])
     socket.send_multipart([DELIM, signature, packed, *rest], copy=False)
 
@@ -142,8 +175,12 @@ def new_header(session: Session, msg_type: str) -> dict:
     string through a Python callback: half the cost of packing a header.
     """
     fields = session.msg_header(msg_type)
-    fields["date"] = fields["date"].isoformat().replace("+00:00", "Z")
+    fields["date"] = _now()
     return fields
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 #: the content of every successful apply_reply, packed once

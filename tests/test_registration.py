@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -191,7 +192,8 @@ def test_the_heartbeat_period_is_configurable(engines):
 
 def forged_registration(key: bytes, content: dict) -> list[bytes]:
     header = json.dumps({"msg_id": uuid.uuid4().hex, "msg_type": "registration_request", "session": "x",
-                         "username": "forger", "date": "", "version": "5.3"}).encode()
+                         "username": "forger", "date": datetime.now(timezone.utc).isoformat(),
+                         "version": "5.3"}).encode()
     parts = [header, b"{}", b"{}", json.dumps(content).encode()]
     signature = hmac.new(key, b"".join(parts), hashlib.sha256).hexdigest().encode()
     return [b"<IDS|MSG>", signature, *parts]

@@ -41,6 +41,7 @@ from ..protocol import (
     split_stored_results,
     topic_engine,
 )
+from ..replay import RefusalLog
 from .asyncresult import AsyncResult, Output, decode_reply
 from .balanced import LoadBalancedView
 from .channel import HubChannel
@@ -92,7 +93,8 @@ class Client:
         self._given_up: OrderedDict[str, None] = OrderedDict()
         #: large results received since the last request, which the hub may drop (filled by the I/O thread)
         self._received: deque[str] = deque()
-        self.rejected_messages = 0
+        #: messages from the hub dropped (bad signature, malformed), logged at a bounded rate
+        self.refusals = RefusalLog(log)
         self.hub_timeout = hub_timeout
         self._channel = HubChannel(info, self._on_reply, self._on_output, self._on_hub_silence, hub_timeout)
         try:
@@ -332,8 +334,7 @@ class Client:
             error: Exception | str = "bad signature"
         except Exception as exc:
             error = exc
-        self.rejected_messages += 1
-        log.warning("dropped a message from the hub: %s", error)
+        self.refusals.refused("a message from the hub", str(error))
         return None
 
     def _on_reply(self, frames: list) -> None:
@@ -358,8 +359,7 @@ class Client:
         try:
             entries = split_stored_results(content, frames)
         except ProtocolError as error:
-            self.rejected_messages += 1
-            log.warning("dropped a result reply from the hub: %s", error)
+            self.refusals.refused("a result reply from the hub", str(error))
             return
         for entry, parts in entries:
             if entry["state"] != RESULT_DONE:
@@ -367,8 +367,7 @@ class Client:
             if wire.signed(self.session, parts):
                 self._complete(wire.message(parts), entry.get("engine_id"))
                 continue
-            self.rejected_messages += 1
-            log.warning("dropped the stored result of %s: bad signature", entry["msg_id"])
+            self.refusals.refused(f"the stored result of {entry['msg_id']}", "bad signature")
             waiting = self._pending.pop(entry["msg_id"], None)
             if waiting is not None:
                 result, index = waiting

@@ -27,7 +27,8 @@ from traitlets import Float
 
 from .. import digest, serialize, wire
 from ..error import RemoteError
-from ..protocol import APPLY_REPLY, ENGINE_ABORT_REQUEST, ENGINE_ID_ENV, error_content
+from ..protocol import APPLY_REPLY, ENGINE_ABORT_REQUEST, ENGINE_ID_ENV, error_content, reply_type
+from ..replay import RefusalLog
 
 
 def _describe(error: BaseException) -> str:
@@ -158,9 +159,8 @@ class EngineKernel(IPythonKernel):
         #: msg_ids to answer "aborted" instead of running, when their turn comes
         self.aborted: set[str] = set()
         self.engine_id = int(os.environ.get(ENGINE_ID_ENV, "-1"))
-        #: shell messages refused (bad or replayed signature) and requests refused for their buffers
-        self.rejected_messages = 0
-        self.rejected_buffers = 0
+        #: requests refused (bad signature or buffers, stale or replayed), logged at a bounded rate
+        self.refusals = RefusalLog(self.log)
         #: display messages published so far (stream writes are counted by EngineOutStream)
         self.displays = 0
         self._outputs_at_execute = 0
@@ -184,9 +184,8 @@ class EngineKernel(IPythonKernel):
     def _check_buffers(self, parent: dict) -> None:
         """Refuse buffers that their signed digests do not describe, before anything is unpickled."""
         if not digest.matches(self.session.key, parent.get("metadata", {}).get("buffer_digests"), parent["buffers"]):
-            self.rejected_buffers += 1
-            self.log.warning("refused apply_request %s: its buffers do not match their signed digests "
-                             "(%d so far)", parent["header"].get("msg_id"), self.rejected_buffers)
+            self.refusals.refused(f"apply_request {parent['header'].get('msg_id')}",
+                                  "its buffers do not match their signed digests")
             raise PermissionError("request buffers do not match their signed digests; nothing was unpickled")
 
     def abort_request(self, stream: Any, ident: Any, parent: dict) -> None:
@@ -213,9 +212,8 @@ class EngineKernel(IPythonKernel):
         self.log.info("aborting %s: %s", msg["header"]["msg_id"], msg["header"]["msg_type"])
         status = {"status": "aborted"}
         metadata = {**self.finish_metadata(msg, self.init_metadata(msg), status), **status}
-        reply_type = msg["header"]["msg_type"].rsplit("_", 1)[0] + "_reply"
-        self._send_on_shell(wire.build(self.session, reply_type, status, parent=msg, metadata=metadata,
-                                       ident=idents))
+        self._send_on_shell(wire.build(self.session, reply_type(msg["header"]["msg_type"]), status, parent=msg,
+                                       metadata=metadata, ident=idents))
 
     def start(self) -> None:
         """Read the shell channel with :meth:`_on_shell_message` instead of ipykernel's task per message."""
@@ -269,16 +267,35 @@ class EngineKernel(IPythonKernel):
         if not task.cancelled() and task.exception() is not None:
             self.log.error("error handling a shell message", exc_info=task.exception())
 
-    def _refuse_message(self) -> None:
-        self.rejected_messages += 1
-        self.log.warning("refused a shell message (%d so far): its signature is missing, wrong or replayed",
-                         self.rejected_messages)
+    def _is_fresh(self, idents: list, parts: list, channel: str) -> bool:
+        """Whether a request may be served; if not, count it, and answer it if it is ours (stale or replayed).
+
+        The answer keeps the hub's books true: a request it forwarded and the
+        engine refused silently would stay outstanding for ever.
+        """
+        refusal = wire.request_refusal(self.session, parts)
+        if refusal is None:
+            return True
+        self.refusals.refused(f"a {channel} message", refusal.reason)
+        try:
+            header = wire.load(parts[1])
+            parent = {"header": header, "msg_id": header["msg_id"], "msg_type": header["msg_type"]}
+        except (ValueError, TypeError, KeyError):
+            return False
+        if refusal.authentic:
+            content = error_content("ProtocolError", f"engine {self.engine_id} refused {header['msg_type']} "
+                                                     f"{header['msg_id']}: {refusal.reason}")
+            frames = wire.build(self.session, reply_type(str(parent["msg_type"])), content, parent=parent,
+                                metadata={"engine_id": self.engine_id}, ident=idents)
+            if channel == "shell":
+                self._send_on_shell(frames)
+            else:
+                self.control_stream.send_multipart(frames)
+        return False
 
     def _serve_verified_apply(self, idents: list, parts: list) -> None:
-        if wire.verify(self.session, parts):
+        if self._is_fresh(idents, parts, "shell"):
             self._serve_apply(idents, parts)
-        else:
-            self._refuse_message()
 
     async def shell_main(self, subshell_id: str | None, msg: list) -> None:
         """Handle a queued shell message: an ``apply_request`` on the short path, the rest as ipykernel does.
@@ -293,17 +310,24 @@ class EngineKernel(IPythonKernel):
         try:
             idents, parts = self.session.feed_identities(msg, copy=False)
             is_apply = wire.load(parts[1]).get("msg_type") == "apply_request"  # JSON only, nothing unpickled
-            # ipykernel's own check records the signature of what it serves: only peek at it here
-            authentic = is_apply or wire.signed_and_unseen(self.session, parts)
         except Exception:
-            authentic = False
-        if not authentic:
-            self._refuse_message()
-        elif is_apply:
+            self.refusals.refused("a shell message", "it is not a Jupyter message")
+            return
+        if is_apply:
             async with self._main_asyncio_lock:
                 self._serve_verified_apply(idents, parts)
-        else:
+        elif self._is_fresh(idents, parts, "shell"):
             await super().shell_main(subshell_id, msg)
+
+    async def process_control(self, msg: list) -> None:
+        """Serve a control request (abort, interrupt, shutdown) as ipykernel does, once it is known fresh."""
+        try:
+            idents, parts = self.session.feed_identities(msg, copy=False)
+        except ValueError:
+            self.refusals.refused("a control message", "it is not a Jupyter message")
+            return
+        if self._is_fresh(idents, parts, "control"):
+            await super().process_control(msg)
 
     def _serve_apply(self, idents: list, parts: list) -> None:
         msg = wire.message(parts)

@@ -29,6 +29,7 @@ import zmq
 from jupyter_client.session import Session
 
 from .. import connection, encryption, wire
+from ..replay import RefusalLog
 from ..protocol import (
     CONTROL_REQUESTS,
     ENGINE_ABORT_REQUEST,
@@ -57,6 +58,7 @@ from ..protocol import (
     iopub_topic,
     purge_selection,
     received_msg_ids,
+    reply_type,
     request_routing,
     result_msg_ids,
     stored_results_message,
@@ -131,7 +133,7 @@ class Hub:
         self.client_file: Path = connection.client_file(profile, cluster_id)
         #: path prefix of the IPC sockets for clients on this host (None: TCP only)
         self._local_ipc: str | None = None
-        self.rejected_messages = 0
+        self.refusals = RefusalLog(log)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._watchers: dict[int, asyncio.Task] = {}
@@ -337,9 +339,8 @@ class Hub:
         log.info("hub stopped; %r", self.results)
 
     def _refuse(self, what: str, reason: str) -> None:
-        """Log (once) and count a message the hub will not act on."""
-        self.rejected_messages += 1
-        log.warning("refused %s (%d so far): %s", what, self.rejected_messages, reason)
+        """Count, and log at a bounded rate, a message the hub will not act on."""
+        self.refusals.refused(what, reason)
 
     def _refuse_request(self, client: bytes, header: dict, reply_type: str, reason: str) -> None:
         """Refuse a signed, well-formed request, and tell its sender why."""
@@ -353,8 +354,9 @@ class Hub:
         except ValueError:
             self._refuse("a client message", "it has no <IDS|MSG> delimiter")
             return
-        if not idents or not wire.verify(self.session, parts):
-            self._refuse("a client message", "its signature is missing, wrong or replayed")
+        refusal = wire.request_refusal(self.session, parts) if idents else wire.Refusal("it has no sender", False)
+        if refusal is not None and not refusal.authentic:
+            self._refuse("a client message", refusal.reason)
             return
         try:
             header, metadata, content = wire.envelope(parts)
@@ -362,6 +364,9 @@ class Hub:
             self._refuse("a signed client message", str(error))
             return
         client = idents[0]
+        if refusal is not None:  # ours, but stale or replayed: say so, or its sender waits for ever
+            self._refuse_request(client, header, reply_type(header["msg_type"]), refusal.reason)
+            return
         msg_type = header["msg_type"]
         if msg_type in ENGINE_REQUESTS:
             self._forward_request(client, header, metadata, parts)
@@ -380,16 +385,16 @@ class Hub:
         elif msg_type == HUB_PURGE_REQUEST:
             self._purge(client, header, content)
         else:
-            reply_type = msg_type.removesuffix("_request") + "_reply"
-            self._refuse_request(client, header, reply_type, f"the hub does not handle {msg_type!r} messages")
+            reason = f"the hub does not handle {msg_type!r} messages"
+            self._refuse_request(client, header, reply_type(msg_type), reason)
 
     def _forward_request(self, client: bytes, header: dict, metadata: dict, parts: list) -> None:
-        reply_type = ENGINE_REQUESTS[header["msg_type"]]
+        answer_type = ENGINE_REQUESTS[header["msg_type"]]
         try:
             targets, balanced = request_routing(metadata)
             received = received_msg_ids(metadata)
         except ProtocolError as error:
-            self._refuse_request(client, header, reply_type, str(error))
+            self._refuse_request(client, header, answer_type, str(error))
             return
         self.results.release(received)
         # parent, metadata, content and buffers go to the engines as received
@@ -472,6 +477,7 @@ class Hub:
             "status": "ok",
             "engines": {str(e.id): e.describe() for e in self.engines.values() if self.router.known(e.id)},
             "registrations": self.registrar.stats(),
+            "refused": self.refusals.total,
         }
 
     def _announce(self, engine_id: int, state: str) -> None:

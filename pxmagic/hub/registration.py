@@ -28,6 +28,7 @@ import zmq
 from jupyter_client.session import Session
 
 from .. import connection, wire
+from ..replay import RefusalLog
 from ..protocol import (
     ENGINE_ABORT_REQUEST,
     REGISTRATION_REPLY,
@@ -192,6 +193,7 @@ class Registrar:
         self.jobs: dict[str, range] = {}
         self.accepted = 0
         self.rejected = 0
+        self.refusals = RefusalLog(log)
 
     def start(self, ip: str, hub_iopub: str, hub_timeout: float, **extra: object) -> str:
         """Bind the registration socket and write the engine file; return the socket's address."""
@@ -218,12 +220,12 @@ class Registrar:
         """Admit or refuse one registration; a message with a bad signature is dropped unanswered."""
         try:
             idents, parts = self.session.feed_identities(frames, copy=False)
-            signed = bool(idents) and wire.verify(self.session, parts)
+            refusal = wire.request_refusal(self.session, parts) if idents else wire.Refusal("no sender", False)
         except ValueError:
-            signed = False
-        if not signed:
+            refusal = wire.Refusal("it is not a Jupyter message", False)
+        if refusal is not None and not refusal.authentic:
             self.rejected += 1
-            log.warning("dropped a registration with a bad signature (%d rejected so far)", self.rejected)
+            self.refusals.refused("a registration", refusal.reason)
             return
         header: dict = {}
         try:
@@ -232,12 +234,14 @@ class Registrar:
             if header.get("msg_type") != REGISTRATION_REQUEST:
                 raise ProtocolError(f"the registration socket takes {REGISTRATION_REQUEST}, "
                                     f"not {header.get('msg_type')!r}")
+            if refusal is not None:
+                raise ProtocolError(refusal.reason)
             registration = check_registration(wire.load(parts[4]))
             engine_id = assign_engine_id(registration["rank"], registration["job"], self.jobs,
                                          self.ids_in_use())
         except (ProtocolError, ValueError) as error:
             self.rejected += 1
-            log.warning("refused a registration: %s", error)
+            self.refusals.refused("a registration", str(error))
             self._reply(idents, header, error_content("ProtocolError", str(error)))
             return
         engine = RegisteredEngine(engine_id, registration, self.context)
