@@ -30,9 +30,9 @@ def exposure_warning(ip: str, curve: bool) -> str | None:
     """What to tell a user who binds a hub to ``ip``, or None when that is safe."""
     if curve or is_loopback(ip):
         return None
-    return (f"the hub listens on {ip}, beyond this host, without encryption: anyone on that network "
-            "can read code, data and results (though not forge messages without the key); "
-            "start it with --curve (Cluster(curve=True)) to encrypt with CurveZMQ")
+    return (f"the hub listens on {ip}, beyond this host, without encryption (--no-curve): anyone on that "
+            "network can read code, data and results (though not forge messages without the key); "
+            "leave out --no-curve (Cluster(curve=False)) to encrypt with CurveZMQ")
 
 
 def server_keys() -> tuple[bytes, bytes]:

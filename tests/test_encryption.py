@@ -9,7 +9,7 @@ import pytest
 import zmq
 from jupyter_client.session import Session
 
-from pxmagic import Cluster
+from pxmagic import Cluster, connection
 from pxmagic.encryption import exposure_warning, is_loopback
 
 
@@ -44,7 +44,7 @@ def test_loopback_is_quiet_and_other_interfaces_are_warned_about():
     assert exposure_warning("127.0.0.1", curve=False) is None
     assert exposure_warning("::1", curve=False) is None
     assert exposure_warning("localhost", curve=False) is None
-    assert "--curve" in exposure_warning("10.1.2.3", curve=False)
+    assert "--no-curve" in exposure_warning("10.1.2.3", curve=False)
     assert exposure_warning("10.1.2.3", curve=True) is None
 
 
@@ -59,11 +59,30 @@ def test_a_curve_hub_talks_only_to_clients_holding_its_public_key():
         assert rc[0].apply_sync(lambda: "still serving") == "still serving"
 
 
-def test_a_hub_beyond_loopback_without_curve_is_warned_about():
+def test_a_hub_beyond_loopback_encrypts_unless_told_not_to_by_name():
     address = host_address()
     if address is None:
         pytest.skip("this host has no address beyond loopback")
     cluster = Cluster(n=1, ip=address, timeout=60)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cluster.start()
+    try:
+        assert not [w for w in caught if "without encryption" in str(w.message)]
+        info = json.loads(connection.client_file(cluster.profile, cluster.cluster_id).read_text())
+        assert info["curve_serverkey"], "a hub beyond loopback encrypts by default"
+        assert hub_info_reply(info, None, wait=2) is None, "a plain client is not heard"
+        with cluster.connect_client() as rc:
+            assert rc[0].apply_sync(lambda: 2) == 2
+    finally:
+        cluster.stop()
+
+
+def test_a_hub_beyond_loopback_without_curve_is_warned_about():
+    address = host_address()
+    if address is None:
+        pytest.skip("this host has no address beyond loopback")
+    cluster = Cluster(n=1, ip=address, timeout=60, curve=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cluster.start()

@@ -6,7 +6,7 @@ import sys
 
 from .. import connection
 from ..error import PxError
-from ..hub.__main__ import add_engine_options, check_engine_options
+from ..hub.__main__ import add_curve_option, add_engine_options, check_engine_options
 from ..hub.archive import ArchiveError
 from ..hub.store import StoreOptions, options_from_arguments, store_arguments
 from .launcher import ENGINE_SETTINGS, ClusterError, engine_options, start_hub, stop_hub
@@ -38,8 +38,7 @@ def _start(args: argparse.Namespace) -> int:
             "--start-timeout", str(args.timeout), *options]
     if args.kernel_name:
         argv += ["--kernel-name", args.kernel_name]
-    if args.curve:
-        argv.append("--curve")
+    argv.append("--curve" if args.curve else "--no-curve")
     if args.restart_engines:
         argv.append("--restart-engines")
     if store != StoreOptions():
@@ -93,8 +92,7 @@ def parser(start_defaults: dict | None = None) -> argparse.ArgumentParser:
     start.add_argument("--daemonize", action="store_true",
                        help="run in the background; return once every engine is ready")
     start.add_argument("--ip", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
-    start.add_argument("--curve", action="store_true",
-                       help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
+    add_curve_option(start)
     start.add_argument("--restart-engines", action="store_true",
                        help="replace an engine that dies by a fresh one with the same id")
     start.add_argument("--kernelspec", "--kernel-name", dest="kernel_name", default=None,

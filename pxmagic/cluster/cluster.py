@@ -30,7 +30,8 @@ class Cluster:
     ``mpiexec``, ``mpi_args``, ``mpi_interrupt_timeout``, ``hosts``, ``ssh``,
     ``ssh_options``, ``engine_python``, ``sbatch_args``), are the options of
     ``pxcluster start`` of the same names.  ``n`` defaults to 4, or to as
-    many engines as ``hosts`` names; ssh engines imply ``curve=True``.
+    many engines as ``hosts`` names.  ``curve`` (CurveZMQ encryption) is on
+    when ``ip`` is not loopback or engines come over ssh, unless ``False``.
 
     ``store="sqlite"`` keeps every result on disk as well as in the hub's
     memory, where at most ``max_results`` results and ``max_results_mb`` MB
@@ -46,7 +47,7 @@ class Cluster:
         kernel_name: str | None = None,
         timeout: float = 90.0,
         shutdown_atexit: bool = True,
-        curve: bool = False,
+        curve: bool | None = None,
         restart_engines: bool = False,
         store: str = "memory",
         max_results: int = DEFAULT_MAX_RESULTS,
@@ -57,7 +58,8 @@ class Cluster:
         if engines not in ENGINE_KINDS:
             raise ValueError(f"engines must be one of {', '.join(ENGINE_KINDS)}, not {engines!r}")
         self._hub_options = engine_options(engines, **engine_settings)
-        settled = argparse.Namespace(engines=engines, hosts=engine_settings.get("hosts") or "", n=n, curve=curve)
+        settled = argparse.Namespace(engines=engines, hosts=engine_settings.get("hosts") or "", n=n, curve=curve,
+                                     ip=ip)
         problem = check_engine_options(settled, default_n=4)
         if problem:
             raise ValueError(problem)

@@ -47,7 +47,7 @@ def start_hub(
     kernel_name: str | None = None,
     timeout: float = 90.0,
     tied_to_caller: bool = False,
-    curve: bool = False,
+    curve: bool | None = None,
     restart_engines: bool = False,
     store: StoreOptions | None = None,
     hub_options: Sequence[str] = (),
@@ -55,13 +55,15 @@ def start_hub(
     """Start a hub and ``n`` engines in the background; return once all are ready.
 
     ``tied_to_caller`` makes the hub stop when the calling process exits,
-    however it exits.  ``curve`` encrypts client traffic with CurveZMQ; a hub
-    bound beyond loopback without it gets a warning.  ``restart_engines``
+    however it exits.  ``curve`` encrypts client traffic with CurveZMQ; by
+    default a hub bound beyond loopback does, and one told not to warns.  ``restart_engines``
     replaces an engine that dies by a fresh one with the same id.  ``store``
     says how the hub keeps results.  ``hub_options`` are more of the hub's
     command-line options, such as those that say where engines come from
     (:func:`engine_options`).
     """
+    if curve is None:
+        curve = not encryption.is_loopback(ip)
     warning = encryption.exposure_warning(ip, curve)
     if warning:
         warnings.warn(warning, UserWarning, stacklevel=2)
@@ -77,8 +79,7 @@ def start_hub(
     command += hub_options
     if tied_to_caller:
         command += ["--parent-pid", str(os.getpid())]
-    if curve:
-        command.append("--curve")
+    command.append("--curve" if curve else "--no-curve")
     if restart_engines:
         command.append("--restart-engines")
     if store is not None and store != StoreOptions():

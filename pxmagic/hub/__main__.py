@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from .. import connection
+from .. import connection, encryption
 from ..protocol import ENGINE_KINDS
 from .archive import ArchiveError
 from .engines import KERNEL_NAME, EngineStartError
@@ -64,12 +64,22 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sbatch-args", default="", help="slurm: extra arguments for sbatch, as one string")
 
 
+def add_curve_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--curve", action=argparse.BooleanOptionalAction, default=None,
+                        help="encrypt client and engine traffic with CurveZMQ (default: when --ip is not "
+                             "loopback, or engines come over ssh; --no-curve opts out)")
+
+
 def check_engine_options(args: argparse.Namespace, default_n: int) -> str | None:
     """Settle ``args.n`` and ``args.curve`` for the chosen engines; say what is wrong, if anything.
 
-    ssh engines talk to the hub across a network, so they imply CurveZMQ;
-    their number comes from ``--hosts``, and an ``-n`` given too must agree.
+    A hub that listens beyond loopback encrypts with CurveZMQ unless told
+    ``--no-curve``; ssh engines talk to the hub across a network, so they
+    imply it too.  Their number comes from ``--hosts``, and an ``-n`` given
+    too must agree.
     """
+    if args.curve is None:
+        args.curve = args.engines == "ssh" or not encryption.is_loopback(args.ip)
     if args.engines != "ssh":
         if args.hosts:
             return "--hosts is for --engines ssh"
@@ -84,7 +94,6 @@ def check_engine_options(args: argparse.Namespace, default_n: int) -> str | None
     if args.n is not None and args.n != count:
         return f"-n {args.n} does not match --hosts {args.hosts!r}, which asks for {count} engines"
     args.n = count
-    args.curve = True
     return None
 
 
@@ -96,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="default", help="IPython profile (default: default)")
     parser.add_argument("--cluster-id", default="", help="name that tells clusters of one profile apart")
     parser.add_argument("--ip", default="127.0.0.1", help="interface the hub binds (default: 127.0.0.1)")
-    parser.add_argument("--curve", action="store_true",
-                        help="encrypt client traffic with CurveZMQ (advised when --ip is not loopback)")
+    add_curve_option(parser)
     parser.add_argument("--restart-engines", action="store_true",
                         help="replace a local engine that dies by a fresh one with the same id")
     parser.add_argument("--kernel-name", default=KERNEL_NAME, help="kernelspec that starts local engines")
