@@ -11,6 +11,7 @@ from jupyter_client.session import Session
 
 from pxmagic import Cluster, connection
 from pxmagic.encryption import exposure_warning, is_loopback
+from pxmagic.protocol import hub_url
 
 
 def host_address() -> str | None:
@@ -32,7 +33,7 @@ def hub_info_reply(info: dict, curve_serverkey: str | None, wait: float) -> dict
         if curve_serverkey:
             public, secret = zmq.curve_keypair()
             sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve_serverkey.encode(), public, secret
-        sock.connect(f"tcp://{info['ip']}:{info['request_port']}")
+        sock.connect(hub_url(info, "request_port"))
         sock.send_multipart(session.serialize(session.msg("hub_info_request", {})))
         if not sock.poll(wait * 1000):
             return None

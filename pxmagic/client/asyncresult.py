@@ -86,8 +86,9 @@ class AsyncResult(futures.Future):
         #: set by the client: stop this result's work (``interrupt``: what runs too, else only what waits)
         self._stop: Callable[[AsyncResult, bool], Any] | None = None
         self._output_slots_open = len(self.msg_ids)
-        self.stdout: dict[int, str] = {}
-        self.stderr: dict[int, str] = {}
+        #: stream text as it arrives, per stream name and engine; joined when read (appending to
+        #: one string would copy all of it again for every chunk)
+        self._streams: dict[str, dict[int, list[str]]] = {"stdout": {}, "stderr": {}}
         self.submitted = time.monotonic()
         self.completed: float | None = None
         if not msg_ids:  # a map over nothing
@@ -153,9 +154,23 @@ class AsyncResult(futures.Future):
         with self._changed:
             self.outputs.append(output)
             if output.msg_type == "stream":
-                streams = self.stdout if output.content["name"] == "stdout" else self.stderr
-                streams[output.engine_id] = streams.get(output.engine_id, "") + output.content["text"]
+                streams = self._streams["stdout" if output.content["name"] == "stdout" else "stderr"]
+                streams.setdefault(output.engine_id, []).append(output.content["text"])
             self._changed.notify_all()
+
+    @property
+    def stdout(self) -> dict[int, str]:
+        """What each engine printed to stdout for this request so far."""
+        return self._joined("stdout")
+
+    @property
+    def stderr(self) -> dict[int, str]:
+        """What each engine printed to stderr for this request so far."""
+        return self._joined("stderr")
+
+    def _joined(self, name: str) -> dict[int, str]:
+        with self._lock:
+            return {engine_id: "".join(parts) for engine_id, parts in self._streams[name].items()}
 
     def _output_finished(self) -> None:
         """One slot's engine went idle (or died): it will produce no more output."""

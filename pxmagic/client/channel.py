@@ -57,6 +57,7 @@ class HubChannel:
         self._requests.linger = 1000
         self._output = self.context.socket(zmq.SUB)
         self._output.linger = 0
+        self._output.rcvhwm = 0  # output waits here, not in the hub's bounded queue (it drops past that)
         self._output.setsockopt(zmq.SUBSCRIBE, b"")
         if info.get("curve_serverkey"):
             for socket in (self._requests, self._output):

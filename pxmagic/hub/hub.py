@@ -55,6 +55,7 @@ from ..protocol import (
     ProtocolError,
     abort_msg_ids,
     error_content,
+    hub_url,
     iopub_topic,
     purge_selection,
     received_msg_ids,
@@ -77,6 +78,9 @@ log = logging.getLogger("pxmagic.hub")
 
 #: how long a registered engine waits for hub heartbeats before it exits, in heartbeat periods
 HUB_SILENCE_PERIODS = 10
+#: output messages queued for one subscriber before it loses more: a subscriber that stops
+#: reading costs the hub that much memory, not all the output to come (clients read as it comes)
+OUTPUT_QUEUE = 2_000
 
 
 class Hub:
@@ -115,11 +119,11 @@ class Hub:
         self.heart = HeartMonitor(self.context, heartbeat_period)
         self.registrar = Registrar(self.session, self.context, connection.engine_file(profile, cluster_id),
                                    self._admit, lambda: self.engines.keys())
-        # the hub's sends never block or drop: no high-water marks
+        # replies never block or drop: no high-water mark
         self.requests = self.context.socket(zmq.ROUTER)
         self.requests.sndhwm = 0
         self.publisher = self.context.socket(zmq.PUB)
-        self.publisher.sndhwm = 0
+        self.publisher.sndhwm = OUTPUT_QUEUE
         self.curve_public: bytes | None = None
         if curve:
             self.curve_public, secret = encryption.server_keys()
@@ -152,13 +156,8 @@ class Hub:
         warning = encryption.exposure_warning(self.ip, self.curve_public is not None)
         if warning:
             log.warning("%s", warning)
-        request_port = self.requests.bind_to_random_port(f"tcp://{self.ip}")
-        iopub_port = self.publisher.bind_to_random_port(f"tcp://{self.ip}")
-        local_ipc = self._local_ipc = connection.hub_ipc_prefix(self.profile)
-        if local_ipc:
-            self.requests.bind(f"ipc://{local_ipc}-requests")
-            self.publisher.bind(f"ipc://{local_ipc}-iopub")
-        hub_iopub = f"tcp://{self.ip}:{iopub_port}"
+        addresses = self._bind_client_sockets()
+        hub_iopub = hub_url(addresses, "iopub_port")
         self.registrar.start(self.ip, hub_iopub, HUB_SILENCE_PERIODS * HUB_HEARTBEAT_PERIOD,
                              tolerated_stall=self.heart.tolerated_stall,
                              curve_serverkey=self.curve_public.decode() if self.curve_public else None,
@@ -169,11 +168,7 @@ class Hub:
         try:
             await self._start_engines()
             connection.write_secret_json(self.client_file, {
-                "transport": "tcp",
-                "ip": self.ip,
-                "request_port": request_port,
-                "iopub_port": iopub_port,
-                "local_ipc": local_ipc,
+                **addresses,
                 "hostname": gethostname(),
                 "key": self.session.key.decode(),
                 "signature_scheme": self.session.signature_scheme,
@@ -190,6 +185,28 @@ class Hub:
             await self._stopping.wait()
         finally:
             await self._shutdown()
+
+    def _bind_client_sockets(self) -> dict:
+        """Bind the sockets clients use; return where they are, as the connection file says it.
+
+        A hub on loopback serves only clients of its host, so it listens on
+        IPC sockets in the profile's 0700 ``security/`` directory: a TCP port
+        on 127.0.0.1 would let anyone on the host subscribe to every
+        engine's output.  Beyond loopback it listens on TCP (encrypted unless
+        told not to), and on IPC as well for the clients of its own host.
+        """
+        prefix = self._local_ipc = connection.hub_ipc_prefix(self.profile)
+        if prefix:
+            self.requests.bind(f"ipc://{prefix}-requests")
+            self.publisher.bind(f"ipc://{prefix}-iopub")
+            if encryption.is_loopback(self.ip):
+                return {"transport": "ipc", "ip": prefix, "request_port": "requests", "iopub_port": "iopub",
+                        "local_ipc": None}
+        else:
+            log.warning("the profile's directory is too deep for IPC socket paths; clients use TCP on %s", self.ip)
+        return {"transport": "tcp", "ip": self.ip, "local_ipc": prefix,
+                "request_port": self.requests.bind_to_random_port(f"tcp://{self.ip}"),
+                "iopub_port": self.publisher.bind_to_random_port(f"tcp://{self.ip}")}
 
     async def _start_engines(self) -> None:
         """Have the launcher start ``n`` engines; return once ``n`` are ready, or raise why not."""
