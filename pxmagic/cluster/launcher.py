@@ -127,6 +127,10 @@ def engine_options(engines: str = "local", **settings: str | float | None) -> li
     return options
 
 
+#: seconds a hub that did not answer the shutdown request gets to stop on SIGTERM
+UNANSWERED_STOP_TIMEOUT = 5.0
+
+
 def stop_hub(profile: str = "default", cluster_id: str = "", timeout: float = 30.0,
              say: Callable[[str], None] = lambda message: None) -> bool:
     """Stop the cluster's hub and engines; False if none was running.
@@ -154,6 +158,7 @@ def stop_hub(profile: str = "default", cluster_id: str = "", timeout: float = 30
             except Exception as error:
                 say(f"the hub (pid {pid}) did not take the shutdown request ({error}); sending it SIGTERM")
                 os.kill(pid, signal.SIGTERM)
+                timeout = min(timeout, UNANSWERED_STOP_TIMEOUT)  # a hub that cannot answer may never stop
             if not _wait_exit(pid, timeout):
                 say(f"the hub (pid {pid}) did not exit within {timeout:g} s; killing it and "
                     f"{len(engines)} local engines")
