@@ -44,7 +44,8 @@ def test_pxcluster_start_list_stop():
     path = connection.client_file("clitest")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     info = json.loads(path.read_text())
-    assert info["ip"] == "127.0.0.1" and info["signature_scheme"] == "hmac-sha256"
+    assert info["transport"] == "ipc" and info["signature_scheme"] == "hmac-sha256"
+    assert info["ip"].startswith(str(connection.security_dir("clitest")))  # IPC sockets in the 0700 directory
 
     # no sleep: --daemonize returned only once every engine was ready
     with Client(profile="clitest") as rc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from jupyter_client import BlockingKernelClient, KernelManager
 
-from pxmagic import serialize
+from pxmagic import connection, serialize
 from pxmagic.error import RemoteError
 from pxmagic.digest import digests
 
@@ -101,7 +101,7 @@ def test_hub_republishes_engine_output_tagged_with_engine_and_request(rc):
     session = Session(key=info["key"].encode(), signature_scheme=info["signature_scheme"])
     with zmq.Context() as context, context.socket(zmq.SUB) as sub:
         sub.setsockopt(zmq.SUBSCRIBE, b"engine.3.stream.stdout")
-        sub.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
+        sub.connect(connection.hub_addresses(info)[1])
         sub.rcvtimeo = 1000
         deadline = 20
         while True:  # a SUB socket only hears what is published after it joined
