@@ -24,6 +24,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from . import sharedmem
+
 #: buffers at least this large get a Poly1305 tag, smaller ones their SHA-256
 MAC_MIN = 64 * 1024
 _NONCE_BYTES = 16
@@ -74,3 +76,59 @@ def matches(key: bytes, expected: Any, frames: Sequence[Any]) -> bool:
     """Whether ``frames`` are the buffers that the signed tags ``expected`` describe."""
     return (isinstance(expected, list) and len(expected) == len(frames)
             and all(_describes(key, entry, frame) for entry, frame in zip(expected, frames)))
+
+
+class BuffersRefused(ValueError):
+    """A message's buffers are not what its signed metadata describes; nothing of them was unpickled."""
+
+
+def describe(key: bytes, buffers: Sequence[Any], pool: "sharedmem.Pool | None" = None) -> tuple[list[str], list]:
+    """The signed descriptors of a message's buffers, and the frames that travel with it.
+
+    With a ``pool``, each buffer of at least :data:`sharedmem.THRESHOLD`
+    bytes is written into one of its segments and described by reference
+    (no frame); the others are frames, described by their tags.
+    """
+    descriptors, frames = [], []
+    for buffer in buffers:
+        view = memoryview(buffer)
+        if pool is not None and view.nbytes >= sharedmem.THRESHOLD:
+            descriptors.append(pool.lend(view))
+        else:
+            descriptors.append(_describe(key, view))
+            frames.append(buffer)
+    return descriptors, frames
+
+
+def resolve(key: bytes, tag: str, descriptors: Any, frames: Sequence[Any]) -> list:
+    """The buffers that signed ``descriptors`` describe: ``frames`` checked against their tags, segments mapped.
+
+    Raises BuffersRefused, naming what is wrong, before any buffer is used.
+    """
+    if not isinstance(descriptors, list) or not all(isinstance(entry, str) for entry in descriptors):
+        raise BuffersRefused("its buffers do not match their signed digests: it signs no list of strings for them")
+    framed = [entry for entry in descriptors if not entry.startswith(sharedmem.SCHEME)]
+    if not matches(key, framed, frames):
+        raise BuffersRefused("its buffers do not match their signed digests")
+    pending = iter(frames)
+    try:
+        return [sharedmem.open_segment(tag, entry) if entry.startswith(sharedmem.SCHEME) else next(pending)
+                for entry in descriptors]
+    except sharedmem.SegmentRefused as error:
+        raise BuffersRefused(str(error)) from None
+
+
+def segment_names(descriptors: Any) -> list[str]:
+    """The names of the segments that ``descriptors`` refer to (unchecked: for bookkeeping only)."""
+    if not isinstance(descriptors, list):
+        return []
+    return [entry[len(sharedmem.SCHEME):].rpartition(":")[0] for entry in descriptors
+            if isinstance(entry, str) and entry.startswith(sharedmem.SCHEME)]
+
+
+def segment_bytes(descriptors: Any) -> int:
+    """How many bytes of a message's buffers travel in segments."""
+    if not isinstance(descriptors, list):
+        return 0
+    return sum(int(entry.rpartition(":")[2]) for entry in descriptors
+               if isinstance(entry, str) and entry.startswith(sharedmem.SCHEME) and entry.rpartition(":")[2].isdigit())

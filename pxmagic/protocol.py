@@ -102,7 +102,8 @@ RELEASE_MIN = 1024 * 1024
 
 
 def request_metadata(
-    targets: Iterable[int] | None, buffer_digests: list[str], balanced: bool = False, received: list[str] = ()
+    targets: Iterable[int] | None, buffer_digests: list[str], balanced: bool = False, received: list[str] = (),
+    shared_memory: str = "",
 ) -> dict:
     """Metadata a client puts on a request for engines.
 
@@ -110,6 +111,8 @@ def request_metadata(
     once, on whichever of ``targets`` (None: any engine) the hub picks.
     ``received`` names large results (:data:`RELEASE_MIN`) that the client
     has received since its last request, which the hub need not keep.
+    ``shared_memory`` is the client's host id if large results may come
+    back in shared memory segments (``pxmagic.sharedmem``).
     """
     metadata: dict[str, Any] = {"targets": None if targets is None else list(targets)}
     if balanced:
@@ -117,6 +120,8 @@ def request_metadata(
     metadata["buffer_digests"] = buffer_digests
     if received:
         metadata["received"] = list(received)
+    if shared_memory:
+        metadata["shared_memory"] = shared_memory
     return metadata
 
 

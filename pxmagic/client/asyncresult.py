@@ -18,17 +18,20 @@ from .. import digest, serialize
 from ..error import RemoteError, TimeoutError, composite, remote_error
 
 
-def decode_reply(msg: dict, engine_id: int, key: bytes) -> tuple[Any, RemoteError | None]:
-    """The value, or the error, that an engine's reply message carries; ``key`` checks its buffers."""
+def decode_reply(msg: dict, engine_id: int, key: bytes, segment_tag: str) -> tuple[Any, RemoteError | None]:
+    """The value, or the error, that an engine's reply message carries.
+
+    ``key`` checks its buffer frames; its segments must be of the cluster ``segment_tag``.
+    """
     content = msg["content"]
     status = content.get("status")
     if status == "ok":
         if msg["msg_type"] != "apply_reply":
             return None, None
-        buffers = msg["buffers"]
-        if not digest.matches(key, msg["metadata"].get("buffer_digests"), buffers):
-            return None, RemoteError("PermissionError", "reply buffers do not match their signed digests",
-                                     engine_id=engine_id)
+        try:
+            buffers = digest.resolve(key, segment_tag, msg["metadata"].get("buffer_digests"), msg["buffers"])
+        except digest.BuffersRefused as error:
+            return None, RemoteError("PermissionError", f"reply refused: {error}", engine_id=engine_id)
         try:
             return serialize.unpack(buffers), None
         except Exception as error:

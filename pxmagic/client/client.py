@@ -19,7 +19,7 @@ from typing import Any
 
 from jupyter_client.session import Session
 
-from .. import connection, digest, wire
+from .. import connection, digest, sharedmem, wire
 from ..error import EngineError, RemoteError, TimeoutError, remote_error
 from ..protocol import (
     ENGINE_STATUS,
@@ -96,6 +96,10 @@ class Client:
         #: messages from the hub dropped (bad signature, malformed), logged at a bounded rate
         self.refusals = RefusalLog(log)
         self.hub_timeout = hub_timeout
+        self._segment_tag = sharedmem.cluster_tag(self.session.key)
+        #: segments for large buffers to engines on this host, if the hub is on it (see pxmagic.sharedmem)
+        self._host_id = sharedmem.host_id() if sharedmem.enabled() and info.get("host_id") == sharedmem.host_id() else ""
+        self._segments = sharedmem.Pool(self._segment_tag) if self._host_id else None
         self._channel = HubChannel(info, self._on_reply, self._on_output, self._on_hub_silence, hub_timeout)
         try:
             self._refresh_engines(timeout)
@@ -157,11 +161,12 @@ class Client:
         result_class: Callable[..., AsyncResult] = AsyncResult,
     ) -> AsyncResult:
         """Send requests to the hub; one AsyncResult resolves from all their replies."""
-        messages, msg_ids, engine_ids = [], [], []
+        messages, msg_ids, engine_ids, lent = [], [], [], []
         received = self._take_received()
         for request in requests:
-            tags = digest.digests(self.session.key, request.buffers)
-            metadata = request_metadata(request.targets, tags, request.balanced, received)
+            descriptors, frames = digest.describe(self.session.key, request.buffers, self._segments)
+            lent += digest.segment_names(descriptors)
+            metadata = request_metadata(request.targets, descriptors, request.balanced, received, self._host_id)
             received = []
             msg = self.session.msg(request.msg_type, request.content, metadata=metadata,
                                    header=wire.new_header(self.session, request.msg_type))
@@ -172,8 +177,10 @@ class Client:
             else:
                 msg_ids += [engine_msg_id(request_id, e) for e in request.targets]
                 engine_ids += request.targets
-            messages.append(self.session.serialize(msg) + list(request.buffers))
+            messages.append(self.session.serialize(msg) + frames)
         result = result_class(msg_ids, engine_ids, single, method, join)
+        if lent:
+            result.add_done_callback(partial(self._give_back, lent))
         result._stop = self._stop
         for index, msg_id in enumerate(msg_ids):
             self._pending[msg_id] = self._outputs[msg_id] = (result, index)
@@ -183,6 +190,13 @@ class Client:
             if tracker is not None:
                 result._trackers.append(tracker)
         return result
+
+    def _give_back(self, names: list[str], result: AsyncResult) -> None:
+        """Every receiver of these segments has mapped them or failed, unless the hub fell silent (it may yet send)."""
+        error = None if result.cancelled() else result.exception()
+        errors = getattr(error, "elist", None) or ([error] if error is not None else [])
+        self._segments.give_back(names, reusable=not any(isinstance(e, EngineError) or getattr(e, "ename", "") ==
+                                                         "EngineError" for e in errors))
 
     def _take_received(self) -> list[str]:
         taken = []
@@ -351,7 +365,8 @@ class Client:
             hub_reply.set_result(msg)
         elif not stored:
             self._complete(msg)
-            if sum(buffer.nbytes for buffer in msg["buffers"]) >= RELEASE_MIN:
+            mapped = digest.segment_bytes(msg["metadata"].get("buffer_digests"))
+            if mapped + sum(buffer.nbytes for buffer in msg["buffers"]) >= RELEASE_MIN:
                 self._received.append(parent_id)
 
     def _on_stored_results(self, content: dict, frames: list) -> None:
@@ -393,7 +408,7 @@ class Client:
         # an engine that died sends no "idle"; a call that printed nothing says so in its reply
         if content.get("ename") == "EngineError" or msg["metadata"].get("quiet"):
             self._end_output(parent_id)
-        result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.session.key))
+        result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.session.key, self._segment_tag))
 
     def _late_result(self, msg_id: str) -> AsyncResult:
         """A fresh AsyncResult, found by :meth:`get_result`, for a reply that came after its request was failed."""
@@ -448,8 +463,11 @@ class Client:
 
         The work may still have run (a hub paused, not dead, keeps results):
         a reply that comes later, or ``get_result``, gets the real outcome,
-        not this failure.
+        not this failure.  The client's segments go too: a dead hub's cluster
+        leaves nothing in shared memory.
         """
+        if seconds >= self.hub_timeout and self._segments is not None:
+            self._segments.close()
         if seconds < self.hub_timeout or not self._pending:
             return
         reason = (f"the hub ({self.connection_file}) is unreachable: nothing from it for {seconds:.0f} s")
@@ -565,6 +583,8 @@ class Client:
     def close(self) -> None:
         """Close the connection to the hub; the cluster keeps running."""
         self._channel.close()
+        if self._segments is not None:
+            self._segments.close()
 
     def __enter__(self) -> "Client":
         return self

@@ -12,6 +12,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 import zmq
@@ -22,6 +24,9 @@ from ..protocol import ENGINE_ID_ENV, rank_from_env
 from . import stall
 from .kernel import EngineKernel
 from .registration import HubWatch, RegistrationError, address_facing, read_engine_file, register
+
+#: seconds between looks at whether the hub that started a local engine lives
+PARENT_POLL_PERIOD = 0.5
 
 
 class EngineApp(IPKernelApp):
@@ -130,12 +135,27 @@ class EngineApp(IPKernelApp):
         self.log.critical("the hub has been silent for %.0f s; this engine exits", silence)
         self._terminate()
 
+    def init_poller(self) -> None:
+        """Exit when the hub that started this engine is gone, as ipykernel's poller does, but leaving nothing behind."""
+        if self.parent_handle and self.parent_handle != 1:
+            threading.Thread(target=self._watch_parent, args=(self.parent_handle,), daemon=True,
+                             name="pxmagic-parent-watch").start()
+
+    def _watch_parent(self, parent: int) -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_PERIOD)
+        self.log.critical("the hub that started this engine (pid %d) is gone; this engine exits", parent)
+        self._terminate()
+
     def _terminate(self, *_: object) -> None:
-        """Exit at once, removing our connection file.
+        """Exit at once, removing our connection file and shared memory segments.
 
         ``os._exit`` skips the atexit hooks, among them mpi4py's
         MPI_Finalize, which would wait for ranks that may be gone.
         """
+        segments = getattr(self.kernel, "segments", None)
+        if segments is not None:
+            segments.close()
         self.cleanup_connection_file()
         sys.stdout.flush()
         os._exit(1)

@@ -25,7 +25,7 @@ from ipykernel.ipkernel import IPythonKernel
 from ipykernel.zmqshell import ZMQExitAutocall
 from traitlets import Float
 
-from .. import digest, serialize, wire
+from .. import digest, serialize, sharedmem, wire
 from ..error import RemoteError
 from ..protocol import APPLY_REPLY, ENGINE_ABORT_REQUEST, ENGINE_ID_ENV, error_content, reply_type
 from ..replay import RefusalLog
@@ -166,6 +166,8 @@ class EngineKernel(IPythonKernel):
         self._outputs_at_execute = 0
         self.shell.display_pub.register_hook(self._count_display)
         self.shell.keepkernel_on_exit = True  # get_ipython().ask_exit() must not end the engine either
+        #: segments holding large results, for clients on this host (see pxmagic.sharedmem)
+        self.segments = sharedmem.Pool(sharedmem.cluster_tag(self.session.key)) if sharedmem.enabled() else None
         self.shell.exiter = self.shell.user_ns["exit"] = self.shell.user_ns["quit"] = _ExitRefused(self.shell)
 
     @property
@@ -181,12 +183,26 @@ class EngineKernel(IPythonKernel):
         streams = (getattr(sys.stdout, "writes", 0), getattr(sys.stderr, "writes", 0))
         return self.displays + sum(streams)
 
-    def _check_buffers(self, parent: dict) -> None:
-        """Refuse buffers that their signed digests do not describe, before anything is unpickled."""
-        if not digest.matches(self.session.key, parent.get("metadata", {}).get("buffer_digests"), parent["buffers"]):
-            self.refusals.refused(f"apply_request {parent['header'].get('msg_id')}",
-                                  "its buffers do not match their signed digests")
-            raise PermissionError("request buffers do not match their signed digests; nothing was unpickled")
+    def _request_buffers(self, parent: dict) -> list:
+        """The request's buffers, checked against their signed descriptors before anything is unpickled."""
+        try:
+            return digest.resolve(self.session.key, sharedmem.cluster_tag(self.session.key),
+                                  parent.get("metadata", {}).get("buffer_digests"), parent["buffers"])
+        except digest.BuffersRefused as error:
+            self.refusals.refused(f"apply_request {parent['header'].get('msg_id')}", str(error))
+            raise PermissionError(f"request refused: {error}; nothing was unpickled") from None
+
+    def _result_pool(self, parent: dict) -> sharedmem.Pool | None:
+        """Where a large result goes: a segment if the client that asked shares this host, else frames."""
+        asker = parent.get("metadata", {}).get("shared_memory")
+        return self.segments if asker and asker == sharedmem.host_id() else None
+
+    def _segments_taken(self, header_frame: Any) -> None:
+        """The hub maps the segments named (results it keeps), so this engine may reuse them once nobody does."""
+        if self.segments is not None and b"segments_taken" in header_frame.bytes:
+            names = wire.load(header_frame).get("segments_taken")
+            if isinstance(names, list):
+                self.segments.give_back(name for name in names if isinstance(name, str))
 
     def abort_request(self, stream: Any, ident: Any, parent: dict) -> None:
         """On the control channel, so it overtakes the queued requests it names."""
@@ -275,6 +291,7 @@ class EngineKernel(IPythonKernel):
         """
         refusal = wire.request_refusal(self.session, parts)
         if refusal is None:
+            self._segments_taken(parts[1])
             return True
         self.refusals.refused(f"a {channel} message", refusal.reason)
         try:
@@ -348,12 +365,19 @@ class EngineKernel(IPythonKernel):
             if stream is not None:
                 stream.flush()  # the output goes out before the reply
         quiet = self._outputs_so_far() == outputs_before
-        metadata = {"engine_id": self.engine_id, "quiet": quiet,
-                    "buffer_digests": digest.digests(self.session.key, reply_frames)}
+        descriptors, reply_frames = self._describe_result(msg, reply_frames)
+        metadata = {"engine_id": self.engine_id, "quiet": quiet, "buffer_digests": descriptors}
         frames = wire.reply(self.session, APPLY_REPLY, parts, content, metadata, idents)
         self._send_on_shell(frames + reply_frames)
         if not quiet:
             self._publish_status("idle", "shell")
+
+    def _describe_result(self, parent: dict, frames: list) -> tuple[list[str], list]:
+        try:
+            return digest.describe(self.session.key, frames, self._result_pool(parent))
+        except OSError as error:  # /dev/shm full: the frames still go
+            self.log.warning("could not put a result in shared memory (%s); sending it as frames", error)
+            return digest.describe(self.session.key, frames)
 
     def _send_on_shell(self, frames: list) -> None:
         """Send on the shell socket now, not through the ZMQStream's queue (which waits for the loop's next turn).
@@ -400,8 +424,7 @@ class EngineKernel(IPythonKernel):
         included, becomes the error reply.
         """
         try:
-            self._check_buffers(parent)
-            func, args, kwargs = serialize.unpack(parent["buffers"])
+            func, args, kwargs = serialize.unpack(self._request_buffers(parent))
         except BaseException as error:  # an interrupt or a __setstate__'s SystemExit, too
             return error_content(type(error).__name__, f"could not load the call: {_describe(error)}"), []
         try:

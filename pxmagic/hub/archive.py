@@ -34,6 +34,7 @@ from typing import Any
 from jupyter_client.session import Session
 
 from .. import digest
+from ..sharedmem import SCHEME
 from .store import Stored
 
 log = logging.getLogger("pxmagic.hub")
@@ -137,13 +138,15 @@ class SqliteArchive:
                 except (struct.error, ValueError) as error:
                     log.error("the stored result of %s in %s is damaged: %s", msg_id, self.path, error)
                     continue
-                if not hmac.compare_digest(bytes(parts[0]), self._session.sign(parts[1:5])):
+                if (not hmac.compare_digest(bytes(parts[0]), self._session.sign(parts[1:5]))
+                        or SCHEME.encode() in bytes(parts[3])):
                     parts = self._adopt(parts)
                 found[msg_id] = Stored(engine_id, parts, len(blob))
         return found
 
     def _adopt(self, parts: list) -> list:
-        """A reply written in an earlier run of the hub, tagged and signed with this run's key."""
+        """A reply written in an earlier run of the hub, or whose buffers were in segments, tagged and
+        signed with this run's key: its buffers are frames now."""
         metadata = json.loads(bytes(parts[3]))
         if "buffer_digests" in metadata:
             metadata["buffer_digests"] = digest.digests(self._session.key, parts[5:])

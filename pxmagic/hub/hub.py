@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import signal
+import time
 from socket import gethostname
 from functools import partial
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import zmq
 from jupyter_client.session import Session
 
-from .. import connection, encryption, wire
+from .. import connection, digest, encryption, sharedmem, wire
 from ..replay import RefusalLog
 from ..protocol import (
     CONTROL_REQUESTS,
@@ -72,6 +73,7 @@ from .launchers.local import LocalLauncher
 from .pump import SocketPump
 from .registration import RegisteredEngine, Registrar
 from .router import Delivery, Failure, Router
+from .segments import SegmentBook, reply_segments
 from .store import Found, StoreOptions, Waiter
 
 log = logging.getLogger("pxmagic.hub")
@@ -131,6 +133,9 @@ class Hub:
                 encryption.make_server(socket, self.curve_public, secret)
         self.router = Router()
         self.results = (store or StoreOptions()).open(connection.results_file(profile, cluster_id), self.session)
+        #: result segments the hub maps, and what engines must hear of them (see .segments)
+        self.segments = SegmentBook()
+        self.segment_tag = sharedmem.cluster_tag(self.session.key)
         #: reads every socket the hub serves; sends on them are reported to it (see .pump)
         self.pump = SocketPump()
         self.engines: dict[int, Engine] = {}
@@ -170,6 +175,7 @@ class Hub:
             connection.write_secret_json(self.client_file, {
                 **addresses,
                 "hostname": gethostname(),
+                "host_id": sharedmem.host_id(),
                 "key": self.session.key.decode(),
                 "signature_scheme": self.session.signature_scheme,
                 "curve_serverkey": self.curve_public.decode() if self.curve_public else None,
@@ -353,6 +359,7 @@ class Hub:
             for suffix in ("-requests", "-iopub"):
                 Path(self._local_ipc + suffix).unlink(missing_ok=True)
         self.results.close()
+        sharedmem.sweep(self.segment_tag, everything=True)
         log.info("hub stopped; %r", self.results)
 
     def _refuse(self, what: str, reason: str) -> None:
@@ -414,6 +421,7 @@ class Hub:
             self._refuse_request(client, header, answer_type, str(error))
             return
         self.results.release(received)
+        self.segments.received(received)
         # parent, metadata, content and buffers go to the engines as received
         payload = parts[2:]
         if balanced:
@@ -461,7 +469,9 @@ class Hub:
                 self._tasks.append(asyncio.create_task(self._interrupt_by_signal(engine, delivery.header)))
                 continue
             socket = engine.control if delivery.header["msg_type"] in CONTROL_REQUESTS else engine.shell
-            wire.forward(self.session, socket, delivery.header, delivery.payload)
+            taken = self.segments.announcements(engine.id)
+            header = {**delivery.header, "segments_taken": taken} if taken else delivery.header
+            wire.forward(self.session, socket, header, delivery.payload)
             self.pump.wrote(socket)
 
     async def _interrupt_by_signal(self, engine: Engine, header: dict) -> None:
@@ -508,17 +518,26 @@ class Hub:
             self._refuse(f"a reply from engine {engine.id}", "its signature is missing, wrong or replayed")
             return
         msg_id = wire.load(parts[2]).get("msg_id", "")
+        try:
+            segments = reply_segments(self.session.key, self.segment_tag, parts)
+        except digest.BuffersRefused as error:  # forwarded all the same: its client says why it cannot read it
+            self._refuse(f"the segments of engine {engine.id}'s reply {msg_id}", str(error))
+            segments = None
         client, freed = self.router.on_reply(msg_id)
         if client is not None:
             self.requests.send_multipart([client, *frames], copy=False)
             self.pump.wrote(self.requests)
-            self._keep(msg_id, engine.id, parts)
+            if segments is not None:
+                names, buffers = segments
+                self.segments.forwarded(msg_id, engine.id, names, buffers, time.monotonic())
+            self._keep(msg_id, engine.id, parts, segments[1] if segments else None)
         self._deliver(freed)
 
     # -- results ------------------------------------------------------------
-    def _keep(self, msg_id: str, engine_id: int | None, parts: list) -> None:
-        """Store a result, and send it to the clients that asked for it before it came."""
-        for waiter in self.results.add(msg_id, engine_id, parts):
+    def _keep(self, msg_id: str, engine_id: int | None, parts: list, buffers: list | None = None) -> None:
+        """Store a result (``buffers``: all of them, mapped, if some are in segments), and send it to the
+        clients that asked for it before it came."""
+        for waiter in self.results.add(msg_id, engine_id, parts, buffers):
             self._send_results(waiter.client, waiter.parent, [(msg_id, RESULT_DONE, engine_id, parts)])
 
     def _send_stored_results(self, client: bytes, header: dict, content: dict) -> None:
@@ -555,6 +574,8 @@ class Hub:
         while True:
             self.publisher.send(HUB_HEARTBEAT_TOPIC)
             self.pump.sweep((self.requests, self.registrar.socket))
+            self.segments.expire(time.monotonic())
+            sharedmem.sweep(self.segment_tag)
             await asyncio.sleep(HUB_HEARTBEAT_PERIOD)
 
     async def _watch_parent(self) -> None:

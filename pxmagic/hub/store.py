@@ -50,6 +50,8 @@ class Stored:
     engine_id: int | None
     parts: list
     nbytes: int
+    #: all the reply's buffers, its segments mapped (which keeps them from being reused), if it has segments
+    buffers: list | None = None
 
 
 @dataclass(slots=True)
@@ -163,17 +165,19 @@ class ResultStore:
     def __contains__(self, msg_id: str) -> bool:
         return msg_id in self._results
 
-    def add(self, msg_id: str, engine_id: int | None, parts: list) -> list[Waiter]:
+    def add(self, msg_id: str, engine_id: int | None, parts: list, buffers: list | None = None) -> list[Waiter]:
         """Keep a result; returns the clients that asked for it before it came.
 
         This is on the path of every reply: it copies small frames (a few
-        microseconds) and keeps big ones as received.
+        microseconds) and keeps big ones as received.  ``buffers`` are all
+        the result's buffers when some travel in shared memory segments
+        (mapped, not copied); the archive writes those.
         """
         if parts and hasattr(parts[0], "bytes"):  # zmq.Frames, see COPY_BELOW
             parts = [part.bytes if len(part) < COPY_BELOW else part for part in parts]
         if self.archive is not None:
-            self.archive.put(msg_id, engine_id, parts)
-        nbytes = sum(map(len, parts))
+            self.archive.put(msg_id, engine_id, parts if buffers is None else [*parts[:5], *buffers])
+        nbytes = sum(map(len, parts)) + sum(memoryview(b).nbytes for b in buffers or ())
         old = self._results.pop(msg_id, None)
         if old is not None:
             self.nbytes -= old.nbytes
@@ -182,7 +186,7 @@ class ResultStore:
             self._forget(msg_id, f"its result ({nbytes / MB:.1f} MB) was larger than the hub's result store "
                                  f"limit ({self.max_bytes / MB:g} MB, --max-results-mb), so the hub did not keep it")
         else:
-            self._results[msg_id] = Stored(engine_id, parts, nbytes)
+            self._results[msg_id] = Stored(engine_id, parts, nbytes, buffers)
             self.nbytes += nbytes
             self._cull()
         return self._waiters.pop(msg_id, []) if self._waiters else []

@@ -1,0 +1,290 @@
+"""Large buffers between processes of one host, through shared memory instead of sockets.
+
+A sender writes a buffer once into a segment, a 0600 file in ``/dev/shm``
+created with O_EXCL, and the message names it; every receiver maps that file
+copy-on-write (``MAP_PRIVATE``), so a broadcast to N engines is one copy in
+memory, and an engine that writes into its array gets private pages of its
+own.  Named files, rather than memfds passed over Unix sockets, because a
+message travels client -> hub -> engines: a name goes inside the signed
+message through the hub untouched, where an fd would need a socket from
+each sender to each receiver beside the ZMQ route.  The price of names is
+cleanup, which the rules below pay:
+
+* a name says which cluster and which process own it
+  (``pxmagic-<cluster tag>-<pid>-<n>``), so whoever finds a segment whose
+  owner has died removes it (:func:`sweep`), and a stopping hub removes its
+  cluster's segments;
+* a receiver holds a shared ``flock`` on the segment for as long as it maps
+  it (the lock lives with the mapping, not the fd), so the owner learns,
+  without any message, whether anyone still uses a segment it has lent;
+* fresh pages cost far more to touch than to copy into (see FACTS), so an
+  owner keeps segments nobody maps in a pool and writes the next buffer of a
+  similar size into one of those, while they are warm.
+
+The owner decides when a lent segment may be probed: a client once its
+request is answered (every receiver has mapped it by then, or failed), an
+engine once the hub says it has mapped the result (see ``hub/segments.py``).
+
+Only processes of the owner's user can open a 0600 file, so a segment needs
+no buffer tag: whoever could change it could as well read the cluster's key.
+"""
+from __future__ import annotations
+
+import atexit
+import fcntl
+import hashlib
+import mmap
+import os
+import re
+import stat
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+#: where segments live: a tmpfs on Linux
+DIRECTORY = "/dev/shm"
+#: buffers at least this large go through a segment (smaller ones are cheaper as frames)
+THRESHOLD = 1 << 20
+#: bytes of unused segments an owner keeps warm for its next buffers
+POOL_BYTES = 1 << 30
+#: what a buffer descriptor starts with in a message's ``buffer_digests``
+SCHEME = "shm:"
+_NAME = re.compile(r"pxmagic-([0-9a-f]{12})-(\d+)-(\d+)")
+
+
+class SegmentRefused(ValueError):
+    """A segment reference that must not be mapped; the message says why."""
+
+
+def enabled() -> bool:
+    """Whether this process uses shared memory: ``PXMAGIC_SHARED_MEMORY=0`` turns it off."""
+    return os.environ.get("PXMAGIC_SHARED_MEMORY", "1") != "0" and os.path.isdir(DIRECTORY)
+
+
+def host_id() -> str:
+    """What tells two processes they share ``/dev/shm``: the running kernel's boot id."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            return file.read().strip()
+    except OSError:
+        return ""
+
+
+def cluster_tag(key: bytes) -> str:
+    """The part of a segment's name that says which cluster owns it (from its key, which it does not reveal)."""
+    return hashlib.sha256(b"pxmagic segment\0" + key).hexdigest()[:12]
+
+
+def reference(name: str, nbytes: int) -> str:
+    return f"{SCHEME}{name}:{nbytes}"
+
+
+def parse_reference(tag: str, entry: str) -> tuple[str, int]:
+    """The segment name and buffer size of a descriptor ``shm:<name>:<nbytes>`` of cluster ``tag``."""
+    name, _, size = entry[len(SCHEME):].partition(":")
+    match = _NAME.fullmatch(name)
+    if match is None:
+        raise SegmentRefused(f"{name!r} is not the name of a pxmagic segment")
+    if match.group(1) != tag:
+        raise SegmentRefused(f"segment {name} belongs to another cluster")
+    if not size.isdigit() or int(size) < 1:
+        raise SegmentRefused(f"segment {name}: {size!r} is not a buffer size")
+    return name, int(size)
+
+
+def owner_pid(name: str) -> int | None:
+    match = _NAME.fullmatch(name)
+    return int(match.group(2)) if match else None
+
+
+def open_segment(tag: str, entry: str) -> memoryview:
+    """A private, writable mapping of the buffer that descriptor ``entry`` names.
+
+    The file must be a regular file of this user, mode 0600, at least as
+    large as the buffer; its pages are shared with every other process that
+    maps it until one writes (copy-on-write).  The mapping keeps a shared
+    lock on the file until it is released.
+    """
+    name, nbytes = parse_reference(tag, entry)
+    try:
+        fd = os.open(os.path.join(DIRECTORY, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise SegmentRefused(f"segment {name} cannot be opened: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) != 0o600:
+            raise SegmentRefused(f"segment {name} is not a 0600 file of this user")
+        if info.st_size < nbytes:
+            raise SegmentRefused(f"segment {name} holds {info.st_size} bytes, not the {nbytes} named")
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return memoryview(mmap.mmap(fd, nbytes, access=mmap.ACCESS_COPY))
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Segment:
+    name: str
+    fd: int
+    size: int
+    view: memoryview
+
+    def in_use(self) -> bool:
+        """Whether another process maps this segment (holds its shared lock)."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        return False
+
+    def named(self) -> bool:
+        """Whether the segment's name still leads to it."""
+        try:
+            return os.stat(os.path.join(DIRECTORY, self.name)).st_ino == os.fstat(self.fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def close(self, unlink: bool = True) -> None:
+        if unlink:
+            try:
+                os.unlink(os.path.join(DIRECTORY, self.name))
+            except FileNotFoundError:
+                pass
+        self.view.release()
+        os.close(self.fd)
+
+
+class Pool:
+    """The segments one process owns: lent (named in a message), held (still mapped by a receiver), free (warm).
+
+    Thread-safe: a client's user thread lends, its I/O thread gives back.
+    """
+
+    def __init__(self, tag: str, keep_bytes: int = POOL_BYTES):
+        self.tag = tag
+        self.keep_bytes = keep_bytes
+        self._lent: dict[str, Segment] = {}
+        self._held: dict[str, Segment] = {}
+        self._free: list[Segment] = []
+        self._count = 0
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def lend(self, buffer: memoryview) -> str:
+        """Copy ``buffer`` into a segment, and return the descriptor that names it."""
+        data = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
+        segment = self._take(data.nbytes)
+        segment.view[:data.nbytes] = data
+        with self._lock:
+            self._lent[segment.name] = segment
+        return reference(segment.name, data.nbytes)
+
+    def _take(self, nbytes: int) -> Segment:
+        self._recheck()
+        while True:
+            with self._lock:
+                fits = [s for s in self._free if nbytes <= s.size <= 2 * nbytes]
+                if not fits:
+                    break
+                segment = min(fits, key=lambda s: s.size)
+                self._free.remove(segment)
+            if segment.named():
+                return segment
+            segment.close(unlink=False)  # swept away (a stopping hub removes its cluster's names)
+        with self._lock:
+            self._count += 1
+            name = f"pxmagic-{self.tag}-{os.getpid()}-{self._count}"
+        fd = os.open(os.path.join(DIRECTORY, name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+            view = memoryview(mmap.mmap(fd, nbytes))
+        except BaseException:
+            os.close(fd)
+            os.unlink(os.path.join(DIRECTORY, name))
+            raise
+        return Segment(name, fd, nbytes, view)
+
+    def give_back(self, names: Iterable[str], reusable: bool = True) -> None:
+        """Segments whose receivers have all mapped them or failed: free again, unless someone still maps them.
+
+        A segment still mapped elsewhere is left there, named, to be looked
+        at again later: its receivers may keep their array for long.  With
+        ``reusable=False`` (a receiver may still come), it is never reused.
+        """
+        with self._lock:
+            returned = [self._lent.pop(name) for name in names if name in self._lent]
+        for segment in returned:
+            if not reusable:
+                segment.close()
+            elif segment.in_use():
+                with self._lock:
+                    self._held[segment.name] = segment
+            else:
+                self._keep(segment)
+
+    def _keep(self, segment: Segment) -> None:
+        with self._lock:
+            self._free.append(segment)
+            doomed = []
+            while sum(s.size for s in self._free) > self.keep_bytes:
+                doomed.append(self._free.pop(0))
+        for old in doomed:
+            old.close()
+
+    def _recheck(self) -> None:
+        """Take back held segments nobody maps any more: a receiver that dropped its array frees its segment."""
+        with self._lock:
+            held = list(self._held.values())
+        for segment in held:
+            if not segment.in_use():
+                with self._lock:
+                    self._held.pop(segment.name, None)
+                self._keep(segment)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return [s.name for s in (*self._lent.values(), *self._held.values(), *self._free)]
+
+    def close(self) -> None:
+        """Remove every segment's name; receivers keep what they have mapped."""
+        with self._lock:
+            segments = [*self._lent.values(), *self._held.values(), *self._free]
+            self._lent.clear()
+            self._held.clear()
+            self._free.clear()
+        for segment in segments:
+            segment.close()
+
+
+def sweep(tag: str, everything: bool = False, keep: Iterable[str] = ()) -> int:
+    """Remove cluster ``tag``'s segments whose owner process is gone (or all of them); how many went."""
+    kept, removed = set(keep), 0
+    try:
+        names = os.listdir(DIRECTORY)
+    except OSError:
+        return 0
+    prefix = f"pxmagic-{tag}-"
+    for name in names:
+        if not name.startswith(prefix) or name in kept:
+            continue
+        pid = owner_pid(name)
+        if pid is None or not (everything or not _alive(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(DIRECTORY, name))
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

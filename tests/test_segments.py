@@ -1,0 +1,106 @@
+"""The rules of shared memory segments, without a cluster: naming, pooling, refusing, sweeping."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pxmagic import sharedmem
+from pxmagic.hub.segments import SegmentBook
+
+TAG = sharedmem.cluster_tag(b"test key")
+
+
+@pytest.fixture
+def pool():
+    pool = sharedmem.Pool(TAG, keep_bytes=64 << 20)
+    yield pool
+    pool.close()
+
+
+def name_of(descriptor: str) -> str:
+    return sharedmem.parse_reference(TAG, descriptor)[0]
+
+
+def test_a_lent_buffer_is_read_back_by_a_receiver(pool):
+    data = bytes(range(256)) * 8192
+    descriptor = pool.lend(memoryview(data))
+    view = sharedmem.open_segment(TAG, descriptor)
+    assert bytes(view) == data
+    view[:4] = b"mine"  # a receiver's writes are its own
+    assert bytes(sharedmem.open_segment(TAG, descriptor)[:4]) == data[:4]
+
+
+def test_a_segment_is_reused_only_once_nobody_maps_it(pool):
+    first = pool.lend(memoryview(bytes(2 << 20)))
+    held = sharedmem.open_segment(TAG, first)
+    pool.give_back([name_of(first)])
+    second = pool.lend(memoryview(bytes(2 << 20)))
+    assert name_of(second) != name_of(first)  # the first is still mapped
+    held.release()
+    pool.give_back([name_of(second)])
+    third = pool.lend(memoryview(b"x" * (2 << 20)))
+    assert name_of(third) in (name_of(first), name_of(second))
+    assert len(pool.names()) == 2
+
+
+def test_a_segment_lent_to_a_receiver_that_may_still_come_is_never_reused(pool):
+    first = pool.lend(memoryview(bytes(2 << 20)))
+    pool.give_back([name_of(first)], reusable=False)
+    assert not os.path.exists(os.path.join(sharedmem.DIRECTORY, name_of(first)))
+    assert name_of(pool.lend(memoryview(bytes(2 << 20)))) != name_of(first)
+
+
+def test_the_pool_keeps_at_most_its_bytes_warm():
+    pool = sharedmem.Pool(TAG, keep_bytes=5 << 20)
+    try:
+        lent = [name_of(pool.lend(memoryview(bytes(2 << 20)))) for _ in range(4)]
+        pool.give_back(lent)
+        assert len(pool.names()) == 2
+    finally:
+        pool.close()
+    assert not [n for n in lent if os.path.exists(os.path.join(sharedmem.DIRECTORY, n))]
+
+
+@pytest.mark.parametrize("descriptor, reason", [
+    (f"shm:pxmagic-{sharedmem.cluster_tag(b'other')}-1-1:10", "another cluster"),
+    ("shm:../../etc/passwd:10", "not the name of a pxmagic segment"),
+    (f"shm:pxmagic-{TAG}-1-1:0", "not a buffer size"),
+    (f"shm:pxmagic-{TAG}-1-1:ten", "not a buffer size"),
+    (f"shm:pxmagic-{TAG}-1-424242:10", "cannot be opened"),
+])
+def test_a_bad_reference_is_refused_with_its_reason(descriptor, reason):
+    with pytest.raises(sharedmem.SegmentRefused, match=reason):
+        sharedmem.open_segment(TAG, descriptor)
+
+
+def test_a_reference_beyond_the_segment_is_refused(pool):
+    name = name_of(pool.lend(memoryview(bytes(1 << 20))))
+    with pytest.raises(sharedmem.SegmentRefused, match="holds 1048576 bytes, not the 2097152 named"):
+        sharedmem.open_segment(TAG, sharedmem.reference(name, 2 << 20))
+
+
+def test_sweep_removes_the_segments_of_dead_owners_only(pool):
+    code = (f"import os; from pxmagic import sharedmem; p = sharedmem.Pool({TAG!r}); "
+            "print(p.lend(memoryview(bytes(2 << 20)))); os._exit(0)")  # dies without cleaning up
+    orphan = name_of(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip())
+    mine = name_of(pool.lend(memoryview(bytes(2 << 20))))
+    assert sharedmem.sweep(TAG) == 1
+    assert not os.path.exists(os.path.join(sharedmem.DIRECTORY, orphan))
+    assert os.path.exists(os.path.join(sharedmem.DIRECTORY, mine))
+    assert sharedmem.sweep(TAG, everything=True) == 1
+
+
+def test_the_hub_tells_an_engine_once_and_lets_go_when_the_client_has_the_result():
+    book = SegmentBook(patience=60)
+    book.forwarded("m1", 0, ["a", "b"], ["mapped"], now=0.0)
+    book.forwarded("m2", 1, ["c"], ["mapped"], now=1.0)
+    assert book.announcements(0) == ["a", "b"] and book.announcements(0) == []
+    book.received(["m1"])
+    assert len(book) == 1
+    book.expire(now=30.0)
+    assert len(book) == 1
+    book.expire(now=61.5)
+    assert len(book) == 0 and book.announcements(1) == ["c"]
