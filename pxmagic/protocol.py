@@ -288,12 +288,14 @@ def registration_content(
     host: str,
     pid: int,
     connection_file: str,
+    host_id: str = "",
 ) -> dict:
     """What an engine tells the hub about itself when it registers.
 
     ``connection_info`` is the kernel's connection file without its key (the
     hub has the key already).  ``rank`` asks for a place in the engine order
     (an MPI rank); ``job`` names the launch (an MPI job) the engine belongs to.
+    ``host_id`` tells whether it shares the hub's shared memory (``pxmagic.sharedmem.host_id``).
     """
     channels = {f"{c}_port": connection_info[f"{c}_port"] for c in KERNEL_CHANNELS}
     # a kernel that encrypts gives its CurveZMQ public key; its secret key never leaves it
@@ -307,6 +309,7 @@ def registration_content(
         },
         "rank": rank,
         "job": job,
+        "host_id": host_id,
         "host": host,
         "pid": pid,
         "connection_file": connection_file,
@@ -338,6 +341,8 @@ def check_registration(content: Any) -> dict:
     pid = content.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool):
         raise ProtocolError(f"pid must be an integer, not {pid!r}")
+    if not isinstance(content.get("host_id", ""), str):
+        raise ProtocolError(f"host_id must be a string, not {content['host_id']!r}")
     for key in ("host", "connection_file"):
         if not isinstance(content.get(key), str):
             raise ProtocolError(f"{key} must be a string, not {content.get(key)!r}")

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 
 #: where segments live: a tmpfs on Linux
 DIRECTORY = "/dev/shm"
-#: buffers at least this large go through a segment (smaller ones are cheaper as frames)
-THRESHOLD = 1 << 20
+#: buffers at least this large go through a segment; below, frames cost as little (benchmarks/data.py --threshold)
+THRESHOLD = 256 << 10
 #: bytes of unused segments an owner keeps warm for its next buffers
 POOL_BYTES = 1 << 30
 #: what a buffer descriptor starts with in a message's ``buffer_digests``

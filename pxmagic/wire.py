@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from jupyter_client.session import Session
 
+from . import digest
 from .protocol import ProtocolError, check_header
 from .replay import ReplayGuard
 
@@ -196,3 +197,21 @@ def reply(session: Session, msg_type: str, request: list, content: dict, metadat
     body = _OK if content == {"status": "ok"} else session.pack(content)
     packed = [session.pack(new_header(session, msg_type)), request[1], session.pack(metadata), body]
     return [*idents, DELIM, session.sign(packed), *packed]
+
+
+def with_framed_buffers(session: Session, parts: list, buffers: Sequence) -> list:
+    """A verified message's ``parts`` with all its ``buffers`` as frames, tagged and signed again.
+
+    For a receiver that cannot map the shared memory segments the message
+    names (another host), or a result written to disk or kept beyond its
+    segments' life.
+    """
+    head = [bytes(parts[1]), bytes(parts[2]), framed_metadata(session, parts[3], buffers), bytes(parts[4])]
+    return [session.sign(head), *head, *buffers]
+
+
+def framed_metadata(session: Session, metadata_frame: Any, buffers: Sequence) -> bytes:
+    """A message's metadata, its buffer descriptors now the tags of ``buffers`` as frames (to be signed)."""
+    metadata = json.loads(bytes(metadata_frame))
+    metadata["buffer_digests"] = digest.digests(session.key, buffers)
+    return session.pack(metadata)

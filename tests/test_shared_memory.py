@@ -199,3 +199,46 @@ def test_nothing_of_a_cluster_stays_in_shared_memory(victim):
         rc.close()
         cluster.stop()
     assert wait_until(lambda: not segments(tag), 5), segments(tag)
+
+
+def test_an_engine_without_shared_memory_gets_frames_from_the_hub(rc, cluster):
+    """As an engine on another host: the hub reads the client's segments into frames for it."""
+    before = set(rc.ids)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pxmagic.engine", "--register",
+         str(connection.engine_file(cluster.profile, cluster.cluster_id))],
+        env={**os.environ, "PXMAGIC_SHARED_MEMORY": "0"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rc.wait_for_engines(len(before) + 1, timeout=60)
+        [far] = set(rc.ids) - before
+        data = np.random.default_rng(2).random(2 * MB)
+        view = rc[[far, 0]]
+        view.push({"mixed": data}, block=True)
+        assert view.apply_sync(lambda: float(mixed.sum())) == [float(data.sum())] * 2  # noqa: F821
+        assert np.array_equal(rc[far].pull("mixed", block=True), data)
+        assert rc[far].apply_sync(lambda: __import__("os").listdir("/proc/self/map_files") and
+                                  not any("pxmagic-" in __import__("os").readlink(f"/proc/self/map_files/{m}")
+                                          for m in __import__("os").listdir("/proc/self/map_files")))
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_a_stored_result_in_shared_memory_reaches_a_client_without_it(rc, tmp_path):
+    data = np.random.default_rng(3).random(2 * MB)
+    rc[0].push({"kept": data}, block=True)
+    ar = rc[0].apply_async(lambda: kept)  # noqa: F821
+    ar.get(timeout=30)
+    script = tmp_path / "fetch.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, numpy as np
+        from pxmagic import Client
+        rc = Client(url_file=sys.argv[1])
+        value = rc.get_result({ar.msg_ids[0]!r}).get(timeout=30)
+        print(float(value.sum()), flush=True)
+    """))
+    env = {**os.environ, "PXMAGIC_SHARED_MEMORY": "0"}
+    out = subprocess.run([sys.executable, str(script), str(rc.connection_file)], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == repr(float(data.sum())), out.stderr

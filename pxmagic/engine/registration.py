@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import zmq
 from jupyter_client.session import Session
 
-from .. import encryption, wire
+from .. import encryption, sharedmem, wire
 from ..protocol import (
     HUB_HEARTBEAT_TOPIC,
     REGISTRATION_REPLY,
@@ -93,7 +93,7 @@ def register(
     means waiting, never resending.
     """
     content = registration_content(connection_info, rank, job, socket.gethostname(), os.getpid(),
-                                   connection_file)
+                                   connection_file, sharedmem.host_id() if sharedmem.enabled() else "")
     with zmq.Context() as context, context.socket(zmq.DEALER) as dealer:
         dealer.linger = 0
         if engine_file.get("curve_serverkey"):

@@ -20,7 +20,6 @@ safe as the connection file that holds the key.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
 import queue
@@ -33,7 +32,7 @@ from typing import Any
 
 from jupyter_client.session import Session
 
-from .. import digest
+from .. import wire
 from ..sharedmem import SCHEME
 from .store import Stored
 
@@ -147,12 +146,7 @@ class SqliteArchive:
     def _adopt(self, parts: list) -> list:
         """A reply written in an earlier run of the hub, or whose buffers were in segments, tagged and
         signed with this run's key: its buffers are frames now."""
-        metadata = json.loads(bytes(parts[3]))
-        if "buffer_digests" in metadata:
-            metadata["buffer_digests"] = digest.digests(self._session.key, parts[5:])
-            parts[3] = self._session.pack(metadata)
-        parts[0] = self._session.sign(parts[1:5])
-        return parts
+        return wire.with_framed_buffers(self._session, parts, parts[5:])
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything queued so far is written."""

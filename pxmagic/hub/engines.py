@@ -121,6 +121,8 @@ class Engine:
 
     #: whether an interrupt is a SIGINT from the hub rather than an ``interrupt_request`` message
     interrupts_by_signal = False
+    #: whether the engine can map the hub's host's shared memory segments (an engine the hub started can)
+    shares_memory = True
 
     async def interrupt_by_signal(self) -> None:
         raise NotImplementedError

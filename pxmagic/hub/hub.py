@@ -73,7 +73,7 @@ from .launchers.local import LocalLauncher
 from .pump import SocketPump
 from .registration import RegisteredEngine, Registrar
 from .router import Delivery, Failure, Router
-from .segments import SegmentBook, reply_segments
+from .segments import SegmentBook, framed, framed_request, reply_segments
 from .store import Found, StoreOptions, Waiter
 
 log = logging.getLogger("pxmagic.hub")
@@ -471,7 +471,8 @@ class Hub:
             socket = engine.control if delivery.header["msg_type"] in CONTROL_REQUESTS else engine.shell
             taken = self.segments.announcements(engine.id)
             header = {**delivery.header, "segments_taken": taken} if taken else delivery.header
-            wire.forward(self.session, socket, header, delivery.payload)
+            payload = delivery.payload if engine.shares_memory else framed_request(self.session, delivery.payload)
+            wire.forward(self.session, socket, header, payload)
             self.pump.wrote(socket)
 
     async def _interrupt_by_signal(self, engine: Engine, header: dict) -> None:
@@ -551,6 +552,7 @@ class Hub:
         self._send_results(client, header, found)
 
     def _send_results(self, client: bytes, parent: dict, found: list[Found]) -> None:
+        found = [(m, state, e, framed(self.session, parts)) for m, state, e, parts in found]
         content, buffers = stored_results_message(found, self.results.why_missing)
         wire.send(self.session, self.requests, HUB_RESULT_REPLY, content, parent=parent, buffers=buffers,
                   ident=client)

@@ -27,7 +27,7 @@ from pathlib import Path
 import zmq
 from jupyter_client.session import Session
 
-from .. import connection, wire
+from .. import connection, sharedmem, wire
 from ..replay import RefusalLog
 from ..protocol import (
     ENGINE_ABORT_REQUEST,
@@ -56,6 +56,7 @@ class RegisteredEngine(Engine):
     def __init__(self, engine_id: int, registration: dict, context: zmq.Context):
         super().__init__(engine_id, registration["connection_info"], context)
         self.host: str = registration["host"]
+        self.shares_memory = bool(registration.get("host_id")) and registration.get("host_id") == sharedmem.host_id()
         self.job: str | None = registration["job"]
         self._pid: int = registration["pid"]
         self._connection_file: str = registration["connection_file"]

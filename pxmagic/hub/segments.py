@@ -18,8 +18,10 @@ import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 
-from .. import digest
-from ..sharedmem import SCHEME
+from jupyter_client.session import Session
+
+from .. import digest, wire
+from ..sharedmem import SCHEME, cluster_tag
 
 #: seconds the hub maps a forwarded result segment that its client has not said it received
 PATIENCE = 60.0
@@ -70,3 +72,23 @@ def reply_segments(key: bytes, tag: str, parts: list) -> tuple[list[str], list] 
         return None
     descriptors = json.loads(parts[3].bytes).get("buffer_digests")
     return digest.segment_names(descriptors), digest.resolve(key, tag, descriptors, parts[5:])
+
+
+def framed(session: Session, parts: list) -> list:
+    """A stored result's parts as a client on any host can read them: buffers in segments become frames."""
+    if len(parts) < 5 or SCHEME.encode() not in bytes(parts[3]):
+        return parts
+    return wire.with_framed_buffers(session, parts, parts[5:])
+
+
+def framed_request(session: Session, payload: list) -> list:
+    """A request's parent, metadata, content and buffers, its segments read into frames, for an engine on
+    another host.  (The request is verified; its segments are the client's, of this cluster.)"""
+    if SCHEME.encode() not in bytes(payload[1]):
+        return payload
+    descriptors = json.loads(bytes(payload[1])).get("buffer_digests")
+    try:
+        buffers = digest.resolve(session.key, cluster_tag(session.key), descriptors, payload[3:])
+    except digest.BuffersRefused:
+        return payload  # the engine refuses it and says why
+    return [payload[0], wire.framed_metadata(session, payload[1], buffers), payload[2], *buffers]

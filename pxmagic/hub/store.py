@@ -214,6 +214,10 @@ class ResultStore:
     def find(self, msg_ids: Iterable[str], outstanding: Callable[[str], bool], waiter: Waiter) -> list[Found]:
         """``(msg_id, state, engine_id, parts)`` of each result asked for.
 
+        A result whose buffers are in segments comes with all of them mapped
+        after its first five parts, to be sent as frames (its descriptors
+        still name the segments: see ``wire.with_framed_buffers``).
+
         A result still outstanding (``outstanding(msg_id)``: sent to an
         engine, or queued) is RESULT_PENDING, and ``waiter`` is remembered so
         the result goes to it when it comes (see :meth:`add`).
@@ -227,7 +231,8 @@ class ResultStore:
         for msg_id in msg_ids:
             stored = found.get(msg_id)
             if stored is not None:
-                answer.append((msg_id, RESULT_DONE, stored.engine_id, stored.parts))
+                parts = stored.parts if stored.buffers is None else [*stored.parts[:5], *stored.buffers]
+                answer.append((msg_id, RESULT_DONE, stored.engine_id, parts))
             elif outstanding(msg_id):
                 self._waiters.setdefault(msg_id, []).append(waiter)
                 answer.append((msg_id, RESULT_PENDING, None, []))
