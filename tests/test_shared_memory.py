@@ -242,3 +242,21 @@ def test_a_stored_result_in_shared_memory_reaches_a_client_without_it(rc, tmp_pa
     out = subprocess.run([sys.executable, str(script), str(rc.connection_file)], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.stdout.strip() == repr(float(data.sum())), out.stderr
+
+
+def test_purged_results_let_go_of_their_segments(rc):
+    """Neither the client nor a view's history keeps a purged result's data mapped, so its engine reuses it."""
+    engine_pid = rc[0].apply_sync(os.getpid)
+    view = rc[0]
+    view.push({"again": np.ones(4 * MB)}, block=True)
+
+    def mapped_from_engine() -> set[str]:
+        with open("/proc/self/maps") as maps:
+            return {line.split()[-1] for line in maps if f"-{engine_pid}-" in line and "pxmagic-" in line}
+
+    for _ in range(3):
+        assert view.pull("again", block=True).shape == (4 * MB,)
+        rc.purge_local_results("all")
+        assert not mapped_from_engine()
+    theirs = [n for n in segments(tag_of(rc)) if f"-{engine_pid}-" in n]
+    assert len(theirs) <= 2, theirs

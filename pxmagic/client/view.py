@@ -10,6 +10,7 @@ view is only how calls are addressed, which subclasses define.
 from __future__ import annotations
 
 import keyword
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ class View:
         self._targets = targets
         self.block = False
         self.track = False
-        self.history: deque[AsyncResult] = deque(maxlen=self.history_size)
+        self.history = History(self.history_size)
 
     @property
     def targets(self) -> Targets:
@@ -146,11 +147,11 @@ class View:
     # -- results -------------------------------------------------------------
     def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
         """Wait for AsyncResults or msg_ids (default: all of this view's); True if all done."""
-        return self.client.wait(list(self.history) if jobs is None else jobs, timeout)
+        return self.client.wait(self.history.jobs() if jobs is None else jobs, timeout)
 
     def abort(self, jobs: Any = None) -> None:
         """Drop queued work of this view (or of ``jobs``) that has not started."""
-        self.client.abort(list(self.history) if jobs is None else jobs)
+        self.client.abort(self.history.jobs() if jobs is None else jobs)
 
     def interrupt(self) -> None:
         """Interrupt what this view's engines are running (a kernel interrupt)."""
@@ -161,10 +162,41 @@ class View:
         if isinstance(indices_or_msg_ids, str):
             return self.client.get_result(indices_or_msg_ids)
         try:
-            return self.history[indices_or_msg_ids]
+            found = self.history[indices_or_msg_ids]
         except IndexError:
             raise IndexError(f"this view has {len(self.history)} results in its history, "
                              f"no index {indices_or_msg_ids}") from None
+        return found if isinstance(found, AsyncResult) else self.client.get_result(found)
+
+
+class History:
+    """A view's requests, latest last: their AsyncResults while the client keeps them, else their msg_ids.
+
+    Held weakly, so that ``purge_local_results`` frees a result's data
+    (a pulled array, and the shared memory under it) as in IPython
+    parallel, whose histories are msg_ids.
+    """
+
+    def __init__(self, size: int):
+        self._entries: deque[tuple[list[str], weakref.ref]] = deque(maxlen=size)
+
+    def append(self, result: AsyncResult) -> None:
+        self._entries.append((result.msg_ids, weakref.ref(result)))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, index: int) -> AsyncResult | list[str]:
+        msg_ids, ref = self._entries[index]
+        return ref() or msg_ids
+
+    def jobs(self) -> list:
+        """Every entry as ``Client.wait`` and ``abort`` take them: AsyncResults and msg_ids."""
+        jobs: list = []
+        for msg_ids, ref in self._entries:
+            result = ref()
+            jobs.extend([result] if result is not None else msg_ids)
+        return jobs
 
 
 class DirectView(View):
