@@ -5,9 +5,11 @@ For each implementation, in its own interpreter, on a local cluster of
 
 * push and pull of 128 MB and 1 GB float64 arrays to one engine (GB/s,
   median), and ``np.copy`` of 128 MB in the client as the machine's yardstick;
-* a 256 MB push to every engine: seconds, and copies held afterwards (the
-  growth of the engines' summed PSS once each has read its array, plus what
-  the client's process and ``/dev/shm`` gained, over 256 MB);
+* a 256 MB push to every engine, first, on a fresh cluster: seconds, and
+  copies held afterwards (memory held machine-wide once each engine has read
+  its array, over 256 MB, counted from before the first push: each process's
+  PSS without its shared-memory pages, plus ``/dev/shm``, where those pages
+  are counted once, warm pool segments included);
 * scatter + gather of ``np.arange(10_000_000)`` (seconds).
 
 Dask's push is ``client.scatter(arr, workers=[w], direct=True)`` and its pull
@@ -46,17 +48,20 @@ def median_of(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def pss(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/smaps_rollup") as file:
-            total += next(int(line.split()[1]) * 1024 for line in file if line.startswith("Pss:"))
-    return total
+def private_pss(pid: int) -> int:
+    """PSS of ``pid`` without shared-memory pages, which :func:`held` counts once in ``/dev/shm``."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as file:
+        for line in file:
+            name, _, rest = line.partition(":")
+            if name in ("Pss", "Pss_Shmem"):
+                fields[name] = int(rest.split()[0]) * 1024
+    return fields["Pss"] - fields.get("Pss_Shmem", 0)
 
 
-def shm_used() -> int:
+def held(pids: list[int]) -> int:
     info = os.statvfs("/dev/shm")
-    return (info.f_blocks - info.f_bfree) * info.f_frsize
+    return sum(private_pss(pid) for pid in pids) + (info.f_blocks - info.f_bfree) * info.f_frsize
 
 
 def rate(nbytes: int, call: Callable[[], Any], reps: int, between: Callable[[], Any] = lambda: None) -> float:
@@ -80,6 +85,7 @@ class Direct:
         self.dv = self.rc[:]
         self.dv.block = True
         self.engine_pids = self.dv.apply_sync(os.getpid)
+        self.purge_local_results = self.rc.purge_local_results
 
     def push_one(self, arr):
         self.dv.push({"x": arr}, targets=0)
@@ -95,7 +101,7 @@ class Direct:
 
     def drop(self):
         self.dv.execute("x = None")
-        self.rc.purge_local_results("all") if hasattr(self.rc, "purge_local_results") else None
+        self.rc.purge_local_results("all")
 
     def scatter_gather(self, arr):
         self.dv.scatter("part", arr)
@@ -133,6 +139,9 @@ class Dask:
         self.futures = []
         time.sleep(0.2)
 
+    def purge_local_results(self, which: str) -> None:
+        """Nothing to do: a Dask future's data goes when the future does."""
+
     def scatter_gather(self, arr):
         import numpy as np
 
@@ -149,35 +158,43 @@ def measure(impl: str, engines: int) -> dict[str, float]:
 
     runner = Dask(engines) if impl == "dask" else Direct(impl, engines)
     figures: dict[str, float] = {}
+    pids = [*runner.engine_pids, os.getpid()]
     try:
+        arr = np.random.default_rng(0).random(256 * MB // 8)
+        gc.collect()
+        time.sleep(0.5)
+        before = held(pids)
+        seconds, copies = [], []
+        for _ in range(3):
+            start = time.perf_counter()
+            runner.push_all(arr)
+            seconds.append(time.perf_counter() - start)
+            runner.touch_all()
+            time.sleep(0.5)
+            copies.append((held(pids) - before) / arr.nbytes)
+            runner.drop()
+            gc.collect()
+        figures["bcast_256MB_s"] = median_of(seconds)
+        figures["bcast_256MB_copies"] = median_of(copies)
+        del arr
+
+        def release() -> None:
+            """What a user done with a pulled array does: drop it, and the client's record of it."""
+            runner.purge_local_results("all")
+            gc.collect()
+
         for mb, reps in ((128, 5), (1024, 2)):
             arr = np.ones(mb * MB // 8)
             runner.push_one(arr)  # warm-up
             runner.pull_one()
             runner.drop()
             figures[f"push_{mb}MB_GBps"] = rate(arr.nbytes, lambda: runner.push_one(arr), reps)
-            figures[f"pull_{mb}MB_GBps"] = rate(arr.nbytes, runner.pull_one, reps, gc.collect)
+            figures[f"pull_{mb}MB_GBps"] = rate(arr.nbytes, runner.pull_one, reps, release)
             runner.drop()
             del arr
             gc.collect()
         arr = np.ones(128 * MB // 8)
         figures["np_copy_128MB_GBps"] = rate(arr.nbytes, lambda: np.copy(arr), 5)
-        arr = np.random.default_rng(0).random(256 * MB // 8)
-        seconds, copies = [], []
-        for _ in range(3):
-            runner.drop()
-            gc.collect()
-            time.sleep(0.5)
-            before = pss(runner.engine_pids) + pss([os.getpid()]) + shm_used()
-            start = time.perf_counter()
-            runner.push_all(arr)
-            seconds.append(time.perf_counter() - start)
-            runner.touch_all()
-            time.sleep(0.5)
-            copies.append((pss(runner.engine_pids) + pss([os.getpid()]) + shm_used() - before) / arr.nbytes)
-        figures["bcast_256MB_s"] = median_of(seconds)
-        figures["bcast_256MB_copies"] = median_of(copies)
-        runner.drop()
         arr = np.arange(10_000_000)
         samples = []
         for _ in range(5):
