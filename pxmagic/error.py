@@ -64,8 +64,12 @@ class UnmetDependencyError(RemoteError):
     """A function's requirements could not be met on the engine, so it did not run."""
 
 
+class TaskTimeout(RemoteError):
+    """A task ran longer than its ``timeout=``: the hub interrupted its engine, which lives on."""
+
+
 #: errors whose ``ename`` names one of pxmagic's own classes come back as that class
-_REMOTE_CLASSES = {cls.__name__: cls for cls in (EngineError, UnmetDependencyError)}
+_REMOTE_CLASSES = {cls.__name__: cls for cls in (EngineError, UnmetDependencyError, TaskTimeout)}
 
 
 def remote_error(ename: str, evalue: str, traceback: str = "", engine_id: int | None = None) -> RemoteError:

@@ -42,6 +42,11 @@ HUB_RESULT_REQUEST = "hub_result_request"
 HUB_RESULT_REPLY = "hub_result_reply"
 HUB_PURGE_REQUEST = "hub_purge_request"
 HUB_PURGE_REPLY = "hub_purge_reply"
+#: what each engine runs, what waits for it, and the tasks not yet assigned (``Client.queue_status``)
+HUB_QUEUE_REQUEST = "hub_queue_request"
+HUB_QUEUE_REPLY = "hub_queue_reply"
+#: the hub tells a client that its load-balanced task failed and goes for another try
+TASK_RETRY = "task_retry"
 #: what the hub knows of a result asked for: it holds it, it is still to come, or it has none
 RESULT_DONE = "done"
 RESULT_PENDING = "pending"
@@ -104,6 +109,9 @@ RELEASE_MIN = 1024 * 1024
 def request_metadata(
     targets: Iterable[int] | None, buffer_digests: list[str], balanced: bool = False, received: list[str] = (),
     shared_memory: str = "",
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_errors: bool = False,
 ) -> dict:
     """Metadata a client puts on a request for engines.
 
@@ -112,7 +120,11 @@ def request_metadata(
     ``received`` names large results (:data:`RELEASE_MIN`) that the client
     has received since its last request, which the hub need not keep.
     ``shared_memory`` is the client's host id if large results may come
-    back in shared memory segments (``pxmagic.sharedmem``).
+    back in shared memory segments (``pxmagic.sharedmem``).  ``timeout``
+    is how many seconds the work may run on an engine before the hub
+    interrupts it and fails it with ``TaskTimeout``.  ``retries`` (of a
+    balanced task) is how many more tries it gets if its engine dies, or,
+    with ``retry_errors``, if it raises.
     """
     metadata: dict[str, Any] = {"targets": None if targets is None else list(targets)}
     if balanced:
@@ -122,7 +134,35 @@ def request_metadata(
         metadata["received"] = list(received)
     if shared_memory:
         metadata["shared_memory"] = shared_memory
+    if timeout is not None:
+        metadata["timeout"] = timeout
+    if retries:
+        metadata["retries"] = retries
+    if retry_errors:
+        metadata["retry_errors"] = True
     return metadata
+
+
+def request_timeout(metadata: dict) -> float | None:
+    """The seconds a request may run on an engine (None: no limit); raises ProtocolError if malformed."""
+    timeout = metadata.get("timeout")
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ProtocolError(f"a request's timeout must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+def request_retries(metadata: dict) -> tuple[int, bool]:
+    """How many more tries a task gets, and whether errors earn them; raises ProtocolError if malformed."""
+    retries, retry_errors = metadata.get("retries", 0), metadata.get("retry_errors", False)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ProtocolError(f"a request's retries must be a count, 0 or more, not {retries!r}")
+    if not isinstance(retry_errors, bool):
+        raise ProtocolError(f"a request's retry_errors must be true or false, not {retry_errors!r}")
+    if retries and not metadata.get("balanced"):
+        raise ProtocolError("only a load-balanced task can be retried")
+    return retries, retry_errors
 
 
 def received_msg_ids(metadata: dict) -> list[str]:

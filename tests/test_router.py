@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pxmagic.hub.router import Router
+from pxmagic.hub.router import Router, Routing
 from pxmagic.protocol import ProtocolError, engine_msg_id, request_routing
 
 
@@ -40,7 +40,7 @@ def test_dead_engine_fails_what_it_owed():
     router = router_with(0, 1)
     router.route_request(b"c", header(msg_id="r1"), [0, 1], None)
     router.route_request(b"d", header(msg_id="r2"), [1], None)
-    failures = router.remove_engine(1, "died")
+    failures = router.remove_engine(1, "died").failures
     assert sorted((f.client, f.parent["msg_id"]) for f in failures) == [(b"c", "r1/1"), (b"d", "r2/1")]
     assert all("engine 1 died" in f.content["evalue"] for f in failures)
     assert router.on_reply("r1/0")[0] == b"c"
@@ -84,7 +84,7 @@ def test_queued_tasks_fail_when_no_candidate_is_left():
     router = router_with(0, 1)
     router.route_task(b"c", header(msg_id="t"), [1], None)
     router.route_task(b"c", header(msg_id="u"), [1], None)
-    failures = router.remove_engine(1, "died")
+    failures = router.remove_engine(1, "died").failures
     assert sorted(f.parent["msg_id"] for f in failures) == ["t", "u"]
     assert not router.queue
 
@@ -134,7 +134,7 @@ def test_stop_with_interrupt_interrupts_engines_running_the_requests_and_aborts_
 def test_requests_for_a_restarting_engine_wait_for_it():
     router = router_with(0, 1)
     router.route_request(b"c", header(msg_id="running"), [0], None)
-    [failure] = router.restart_engine(0, "died")
+    [failure] = router.restart_engine(0, "died").failures
     assert failure.parent["msg_id"] == "running/0"
     routing = router.route_request(b"c", header(msg_id="during"), [0, 1], "p")
     assert [d.engine_id for d in routing.deliveries] == [1] and routing.failures == []
@@ -148,10 +148,93 @@ def test_requests_for_a_restarting_engine_wait_for_it():
 def test_a_failed_restart_fails_what_waited_for_it():
     router = router_with(0)
     router.remove_engine(0, "died")
-    assert router.restart_engine(0, "was restarted") == [], "a dead engine can be restarted"
+    assert router.restart_engine(0, "was restarted") == Routing(), "a dead engine can be restarted"
     router.route_request(b"c", header(msg_id="during"), [0], None)
     router.route_task(b"c", header(msg_id="task"), None, None)
     failures = router.restart_failed(0, "did not restart: boom")
     assert sorted(f.parent["msg_id"] for f in failures) == ["during/0", "task"]
     assert all("engine 0 did not restart: boom" in f.content["evalue"] for f in failures)
     assert router.route_request(b"c", header(msg_id="after"), [0], None).failures
+
+
+def test_a_task_past_its_timeout_fails_once_and_its_late_reply_goes_nowhere():
+    router = router_with(0)
+    router.route_request(b"client-a", header(msg_id="slow"), [0], "p", timeout=2.0)
+    router.route_request(b"client-a", header(msg_id="next"), [0], "p", timeout=2.0)
+    assert router.running(0).header["msg_id"] == "slow/0"
+    failure = router.time_out("slow/0", 0, 2.5)
+    assert failure.client == b"client-a" and failure.reply_type == "apply_reply"
+    assert failure.content["ename"] == "TaskTimeout"
+    assert "engine 0 ran request slow/0 for 2.5 s, past its timeout of 2 s" in failure.content["evalue"]
+    assert router.time_out("slow/0", 0, 3.0) is None, "told once"
+    assert router.running(0).header["msg_id"] == "slow/0", "it runs until the engine answers"
+    assert router.stop(["slow/0"], interrupt=True).interrupt == [], "stopping it again does nothing"
+    assert router.on_reply("slow/0") == (None, [])
+    assert router.running(0).header["msg_id"] == "next/0" and router.running(0).timeout == 2.0
+    assert router.remove_engine(0, "died").failures == [router._failure(b"client-a", header(msg_id="next/0"), 0, "died")]
+
+
+def test_a_balanced_task_keeps_its_timeout_while_it_waits():
+    router = router_with(0)
+    router.route_task(b"c", header(msg_id="first"), None, "p")
+    router.route_task(b"c", header(msg_id="second"), None, "p", timeout=1.5)
+    assert router.running(0).timeout is None
+    _, freed = router.on_reply("first")
+    assert [d.header["msg_id"] for d in freed] == ["second"] and router.running(0).timeout == 1.5
+
+
+def test_queue_status_shows_what_runs_waits_and_was_answered():
+    router = router_with(0, 1, high_water_mark=2)
+    router.route_request(b"c", header(msg_id="a"), [0], "p")
+    router.route_request(b"c", header(msg_id="b"), [0], "p")
+    router.route_request(b"c", header("interrupt_request", msg_id="i"), [0], "p")
+    router.route_task(b"c", header(msg_id="t1"), [1], "p")
+    router.route_task(b"c", header(msg_id="t2"), [1], "p")
+    router.route_task(b"c", header(msg_id="t3"), [1], "p")
+    status = router.queue_status()
+    assert status["engines"][0] == {"running": ["a/0"], "queue": ["b/0"], "completed": 0}
+    assert status["engines"][1] == {"running": ["t1"], "queue": ["t2"], "completed": 0}
+    assert status["unassigned"] == ["t3"]
+    router.on_reply("a/0")
+    router.on_reply("i/0")
+    router.on_reply("t1")
+    status = router.queue_status()
+    assert status["engines"][0] == {"running": ["b/0"], "queue": [], "completed": 1}, "interrupts are not counted"
+    assert status["engines"][1] == {"running": ["t2"], "queue": ["t3"], "completed": 1}
+    assert status["unassigned"] == []
+
+
+def test_a_task_whose_engine_dies_is_tried_again_on_another_engine():
+    router = router_with(0, 1)
+    router.route_task(b"c", header(msg_id="busy"), [1], "p")
+    router.route_task(b"c", header(msg_id="t"), None, "p", retries=1)
+    assert router.pending["t"].engine_id == 0
+    routing = router.remove_engine(0, "died")
+    assert routing.failures == [] and [(r.parent["msg_id"], r.engine_id, r.reason, r.tries)
+                                       for r in routing.retries] == [("t", 0, "died", 2)]
+    assert routing.deliveries == [], "engine 1 is busy: the task waits for it"
+    _, freed = router.on_reply("busy")
+    assert [(d.engine_id, d.header["msg_id"]) for d in freed] == [(1, "t")]
+    failures = router.remove_engine(1, "died too").failures
+    assert [f.parent["msg_id"] for f in failures] == ["t"], "no tries left: it fails"
+
+
+def test_an_error_is_retried_only_when_asked_and_elsewhere_first():
+    router = router_with(0, 1)
+    router.route_task(b"c", header(msg_id="plain"), None, "p", retries=2)
+    router.route_task(b"c", header(msg_id="picky"), None, "p", retries=1, retry_errors=True)
+    assert router.pending["plain"].engine_id == 0 and router.pending["picky"].engine_id == 1
+    assert not router.retries_errors("plain") and router.retries_errors("picky")
+    routing = router.retry("picky", "raised ValueError")
+    assert [(r.engine_id, r.reason, r.tries) for r in routing.retries] == [(1, "raised ValueError", 2)]
+    assert routing.deliveries == [], "engine 1 is free, but the task failed there and engine 0 lives"
+    _, freed = router.on_reply("plain")
+    assert [(d.engine_id, d.header["msg_id"]) for d in freed] == [(0, "picky")]
+    assert not router.retries_errors("picky"), "no tries left"
+
+
+def test_a_failed_task_goes_back_to_its_engine_when_it_is_the_only_one():
+    router = router_with(0)
+    router.route_task(b"c", header(msg_id="t"), None, "p", retries=1, retry_errors=True)
+    routing = router.retry("t", "raised")
+    assert [d.engine_id for d in routing.deliveries] == [0]

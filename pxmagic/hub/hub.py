@@ -49,9 +49,12 @@ from ..protocol import (
     HUB_HEARTBEAT_TOPIC,
     HUB_PURGE_REPLY,
     HUB_PURGE_REQUEST,
+    HUB_QUEUE_REPLY,
+    HUB_QUEUE_REQUEST,
     HUB_RESULT_REPLY,
     HUB_RESULT_REQUEST,
     HUB_TOPIC,
+    TASK_RETRY,
     RESULT_DONE,
     ProtocolError,
     abort_msg_ids,
@@ -61,10 +64,13 @@ from ..protocol import (
     purge_selection,
     received_msg_ids,
     reply_type,
+    request_retries,
     request_routing,
+    request_timeout,
     result_msg_ids,
     stored_results_message,
 )
+from .deadlines import Deadlines
 from .engines import KERNEL_NAME, LIVENESS_PERIOD, Engine, EngineStartError, allow_many_engines
 from .heartbeat import DEFAULT_PERIOD, HeartMonitor
 from .interrupts import StuckWatch
@@ -72,7 +78,7 @@ from .launchers import LaunchContext, Launcher
 from .launchers.local import LocalLauncher
 from .pump import SocketPump
 from .registration import RegisteredEngine, Registrar
-from .router import Delivery, Failure, Router
+from .router import Delivery, Failure, Retry, Router, Routing
 from .segments import SegmentBook, framed, framed_request, reply_segments
 from .store import Found, StoreOptions, Waiter
 
@@ -83,6 +89,8 @@ HUB_SILENCE_PERIODS = 10
 #: output messages queued for one subscriber before it loses more: a subscriber that stops
 #: reading costs the hub that much memory, not all the output to come (clients read as it comes)
 OUTPUT_QUEUE = 2_000
+#: seconds between looks for tasks past their timeout (how late a timeout may fire)
+DEADLINE_PERIOD = 0.05
 
 
 class Hub:
@@ -135,6 +143,7 @@ class Hub:
         self.results = (store or StoreOptions()).open(connection.results_file(profile, cluster_id), self.session)
         #: result segments the hub maps, and what engines must hear of them (see .segments)
         self.segments = SegmentBook()
+        self.deadlines = Deadlines()
         self.segment_tag = sharedmem.cluster_tag(self.session.key)
         #: reads every socket the hub serves; sends on them are reported to it (see .pump)
         self.pump = SocketPump()
@@ -169,6 +178,7 @@ class Hub:
                              profile=self.profile, cluster_id=self.cluster_id, hub_pid=os.getpid())
         self.pump.serve(self.registrar.socket, self.registrar.handle)
         self._tasks.append(asyncio.create_task(self._beat()))
+        self._tasks.append(asyncio.create_task(self._enforce_deadlines()))
         self._tasks.append(asyncio.create_task(self.heart.run()))
         try:
             await self._start_engines()
@@ -310,7 +320,7 @@ class Hub:
             self._reply(client, HUB_RESTART_REPLY, header, error_content("EngineStartError", evalue))
             return
         self._watchers.pop(engine_id).cancel()
-        self._send_failures(self.router.restart_engine(engine_id, "was restarted"))
+        self._route(self.router.restart_engine(engine_id, "was restarted"))
         try:
             await self._replace(engine)
         except Exception as error:
@@ -408,6 +418,10 @@ class Hub:
             self._send_stored_results(client, header, content)
         elif msg_type == HUB_PURGE_REQUEST:
             self._purge(client, header, content)
+        elif msg_type == HUB_QUEUE_REQUEST:
+            status = self.router.queue_status()
+            engines = {str(engine_id): queues for engine_id, queues in status["engines"].items()}
+            self._reply(client, HUB_QUEUE_REPLY, header, {"status": "ok", **status, "engines": engines})
         else:
             reason = f"the hub does not handle {msg_type!r} messages"
             self._refuse_request(client, header, reply_type(msg_type), reason)
@@ -417,6 +431,8 @@ class Hub:
         try:
             targets, balanced = request_routing(metadata)
             received = received_msg_ids(metadata)
+            timeout = request_timeout(metadata)
+            retries, retry_errors = request_retries(metadata)
         except ProtocolError as error:
             self._refuse_request(client, header, answer_type, str(error))
             return
@@ -425,9 +441,9 @@ class Hub:
         # parent, metadata, content and buffers go to the engines as received
         payload = parts[2:]
         if balanced:
-            routing = self.router.route_task(client, header, targets, payload)
+            routing = self.router.route_task(client, header, targets, payload, timeout, retries, retry_errors)
         else:
-            routing = self.router.route_request(client, header, targets, payload)
+            routing = self.router.route_request(client, header, targets, payload, timeout)
         self._deliver(routing.deliveries)
         if routing.failures:
             self._refuse(f"{header['msg_type']} {header['msg_id']}", "it names an engine that does not exist")
@@ -474,6 +490,24 @@ class Hub:
             payload = delivery.payload if engine.shares_memory else framed_request(self.session, delivery.payload)
             wire.forward(self.session, socket, header, payload)
             self.pump.wrote(socket)
+            self._clock(engine.id)
+
+    def _clock(self, engine_id: int) -> None:
+        """Start the clock of what engine ``engine_id`` runs now, if it changed."""
+        running = self.router.running(engine_id)
+        self.deadlines.running(engine_id, running and running.header["msg_id"], running and running.timeout,
+                               time.monotonic())
+
+    async def _enforce_deadlines(self) -> None:
+        """Interrupt engines running a task past its timeout, and fail the task with TaskTimeout."""
+        while True:
+            await asyncio.sleep(DEADLINE_PERIOD)
+            for overrun in self.deadlines.overruns(time.monotonic()):
+                failure = self.router.time_out(overrun.msg_id, overrun.engine_id, overrun.elapsed)
+                if failure is not None:
+                    log.info("engine %d: %s", overrun.engine_id, failure.content["evalue"])
+                    self._send_failures([failure])
+                    self._interrupt(self.engines[overrun.engine_id])
 
     async def _interrupt_by_signal(self, engine: Engine, header: dict) -> None:
         """Interrupt with SIGINT, as the engine's kernelspec asks, and answer in the engine's name."""
@@ -491,6 +525,20 @@ class Hub:
     def _reply(self, client: bytes, msg_type: str, parent: dict, content: dict) -> None:
         wire.send(self.session, self.requests, msg_type, content, parent=parent, ident=client)
         self.pump.wrote(self.requests)
+
+    def _route(self, routing: Routing) -> None:
+        """Send what the router decided after an engine went: new tries, then failures."""
+        self._send_retries(routing.retries)
+        self._deliver(routing.deliveries)
+        self._send_failures(routing.failures)
+
+    def _send_retries(self, retries: list[Retry]) -> None:
+        """Tell clients which of their tasks go for another try, and why."""
+        for retry in retries:
+            log.info("task %s failed on engine %d (%s): try %d", retry.parent["msg_id"], retry.engine_id,
+                     retry.reason, retry.tries)
+            self._reply(retry.client, TASK_RETRY, retry.parent,
+                        {"engine_id": retry.engine_id, "reason": retry.reason, "tries": retry.tries})
 
     def _send_failures(self, failures: list[Failure]) -> None:
         """Reply in the engines' name, and keep these replies as results like the engines' own."""
@@ -524,7 +572,16 @@ class Hub:
         except digest.BuffersRefused as error:  # forwarded all the same: its client says why it cannot read it
             self._refuse(f"the segments of engine {engine.id}'s reply {msg_id}", str(error))
             segments = None
+        if self.router.retries_errors(msg_id) and segments is None:
+            content = wire.load(parts[4])
+            if content.get("status") == "error":
+                routing = self.router.retry(msg_id, f"it raised {content.get('ename')}: {content.get('evalue')}")
+                self._clock(engine.id)
+                self._send_retries(routing.retries)
+                self._deliver(routing.deliveries)
+                return
         client, freed = self.router.on_reply(msg_id)
+        self._clock(engine.id)
         if client is not None:
             self.requests.send_multipart([client, *frames], copy=False)
             self.pump.wrote(self.requests)
@@ -590,15 +647,17 @@ class Hub:
     async def _watch_engine(self, engine: Engine) -> None:
         reason = await engine.until_dead()
         log.error("engine %d %s", engine.id, reason)
+        self.deadlines.forget_engine(engine.id)
         if self.restart_engines and engine.restartable:
-            self._send_failures(self.router.restart_engine(engine.id, reason))
+            self._route(self.router.restart_engine(engine.id, reason))
             with contextlib.suppress(Exception):  # _replace logged it; the engine stays gone
                 await self._replace(engine)
             return
-        failures = self.router.remove_engine(engine.id, reason)
+        routing = self.router.remove_engine(engine.id, reason)
         if isinstance(engine, RegisteredEngine):  # it may only be frozen: it must not run this work later
-            engine.let_go(self.session, [f.parent["msg_id"] for f in failures if f.engine_id == engine.id])
-        self._send_failures(failures)
+            owed = [f.parent for f in routing.failures if f.engine_id == engine.id] + [r.parent for r in routing.retries]
+            engine.let_go(self.session, [parent["msg_id"] for parent in owed])
+        self._route(routing)
         self._announce(engine.id, "dead")
         if not engine.restartable:
             self._watchers.pop(engine.id, None)

@@ -14,14 +14,19 @@ An engine being restarted (after it died, with ``--restart-engines``, or on
 request) is not gone: requests for it wait here until its fresh kernel is
 ready, so a call made during a restart runs on the new kernel instead of
 failing with "engine does not exist".
+
+A load-balanced task sent with ``retries=N`` is tried again, up to N more
+times, when its engine dies under it (or, with ``retry_errors``, when it
+raises), on another engine if one of its candidates is left; its client
+hears of each new try (a :class:`Retry`) and of the last outcome only.
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import CONTROL_REQUESTS, ENGINE_REQUESTS, engine_error_content, per_engine_header
+from ..protocol import CONTROL_REQUESTS, ENGINE_REQUESTS, engine_error_content, error_content, per_engine_header
 
 
 @dataclass
@@ -31,6 +36,11 @@ class Pending:
     client: bytes
     engine_id: int
     header: dict
+    #: seconds it may run (None: no limit); once it has run longer, its client has been told
+    timeout: float | None = None
+    timed_out: bool = False
+    #: the load-balanced task it is, kept while it may be tried again
+    task: Task | None = None
 
 
 @dataclass
@@ -54,9 +64,21 @@ class Failure:
 
 
 @dataclass
+class Retry:
+    """Tell ``client`` that the task ``parent`` failed on ``engine_id`` (``reason``) and goes for try ``tries``."""
+
+    client: bytes
+    parent: dict
+    engine_id: int
+    reason: str
+    tries: int
+
+
+@dataclass
 class Routing:
     deliveries: list[Delivery] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    retries: list[Retry] = field(default_factory=list)
 
 
 @dataclass
@@ -67,6 +89,13 @@ class Task:
     header: dict
     candidates: list[int] | None
     payload: Any
+    timeout: float | None = None
+    #: further tries it may have, whether an error (not only its engine's death) earns one, tries so far
+    retries: int = 0
+    retry_errors: bool = False
+    tries: int = 1
+    #: the engine it last failed on, which it goes back to only if no other candidate is left
+    avoid: int | None = None
 
 
 @dataclass
@@ -76,6 +105,7 @@ class Held:
     client: bytes
     header: dict
     payload: Any
+    timeout: float | None = None
 
 
 @dataclass
@@ -99,46 +129,99 @@ class Router:
         self.queue: deque[Task] = deque()
         #: engines being restarted, and the direct requests waiting for each
         self.restarting: dict[int, list[Held]] = {}
+        #: engine id -> requests it has answered (control requests aside)
+        self.completed: Counter[int] = Counter()
 
     def add_engine(self, engine_id: int) -> Routing:
         """An engine is ready (a restarted one gets what waited for it, in order)."""
         self.load[engine_id] = 0
         held = self.restarting.pop(engine_id, [])
-        deliveries = [self._send(h.client, engine_id, h.header, h.payload) for h in held]
+        deliveries = [self._send(h.client, engine_id, h.header, h.payload, h.timeout) for h in held]
         return Routing(deliveries=deliveries + self._dispatch())
 
     def known(self, engine_id: int) -> bool:
         """Whether requests for ``engine_id`` are taken: it is up, or coming back from a restart."""
         return engine_id in self.load or engine_id in self.restarting
 
-    def route_request(self, client: bytes, header: dict, targets: list[int], payload: Any) -> Routing:
+    def route_request(self, client: bytes, header: dict, targets: list[int], payload: Any,
+                      timeout: float | None = None) -> Routing:
         """Fan a client's request out to its targets; unknown targets fail at once."""
         routing = Routing()
         for engine_id in targets:
             copy = per_engine_header(header, engine_id)
             if engine_id in self.load:
-                routing.deliveries.append(self._send(client, engine_id, copy, payload))
+                routing.deliveries.append(self._send(client, engine_id, copy, payload, timeout))
             elif engine_id in self.restarting:
-                self.restarting[engine_id].append(Held(client, copy, payload))
+                self.restarting[engine_id].append(Held(client, copy, payload, timeout))
             else:
                 routing.failures.append(self._failure(client, copy, engine_id, "does not exist"))
         return routing
 
-    def route_task(self, client: bytes, header: dict, candidates: list[int] | None, payload: Any) -> Routing:
+    def route_task(self, client: bytes, header: dict, candidates: list[int] | None, payload: Any,
+                   timeout: float | None = None, retries: int = 0, retry_errors: bool = False) -> Routing:
         """Queue a load-balanced task and send whatever can go now."""
         unknown = [e for e in candidates or () if not self.known(e)]
         if unknown:
             return Routing(failures=[self._failure(client, header, unknown[0], "does not exist")])
-        self.queue.append(Task(client, header, candidates, payload))
+        self.queue.append(Task(client, header, candidates, payload, timeout, retries, retry_errors))
         return Routing(deliveries=self._dispatch())
 
     def on_reply(self, parent_msg_id: str) -> tuple[bytes | None, list[Delivery]]:
-        """The client waiting for this reply, and the queued tasks the freed engine can take."""
+        """The client waiting for this reply (None if none is, or it was told of a timeout),
+        and the queued tasks the freed engine can take."""
         pending = self.pending.pop(parent_msg_id, None)
         if pending is None:
             return None, []
         self.load[pending.engine_id] -= 1
-        return pending.client, self._dispatch()
+        if pending.header["msg_type"] not in CONTROL_REQUESTS:
+            self.completed[pending.engine_id] += 1
+        return None if pending.timed_out else pending.client, self._dispatch()
+
+    def retries_errors(self, msg_id: str) -> bool:
+        """Whether an error reply to ``msg_id`` is to be tried again rather than passed on."""
+        pending = self.pending.get(msg_id)
+        return (pending is not None and pending.task is not None and pending.task.retry_errors
+                and pending.task.retries > 0 and not pending.timed_out)
+
+    def retry(self, msg_id: str, reason: str) -> Routing:
+        """Engine's reply to ``msg_id`` was an error (``reason``) that :meth:`retries_errors` allows to retry."""
+        pending = self.pending.pop(msg_id)
+        self.load[pending.engine_id] -= 1
+        notice = self._requeue(pending, reason)
+        return Routing(deliveries=self._dispatch(), retries=[notice])
+
+    def running(self, engine_id: int) -> Pending | None:
+        """The request engine ``engine_id`` runs now: its oldest outstanding one (control requests aside,
+        which it serves at once).  An engine serves its requests in the order they were sent."""
+        for pending in self.pending.values():
+            if pending.engine_id == engine_id and pending.header["msg_type"] not in CONTROL_REQUESTS:
+                return pending
+        return None
+
+    def queue_status(self) -> dict:
+        """Per engine, the msg_ids it runs and those waiting for it (in it, or here while it restarts)
+        and how many it has answered; and the load-balanced tasks no engine has taken yet."""
+        engines = {}
+        for engine_id in sorted(set(self.load) | set(self.restarting)):
+            outstanding = [msg_id for msg_id, p in self.pending.items()
+                           if p.engine_id == engine_id and p.header["msg_type"] not in CONTROL_REQUESTS]
+            held = [h.header["msg_id"] for h in self.restarting.get(engine_id, [])]
+            engines[engine_id] = {"running": outstanding[:1], "queue": outstanding[1:] + held,
+                                  "completed": self.completed[engine_id]}
+        return {"engines": engines, "unassigned": [task.header["msg_id"] for task in self.queue]}
+
+    def time_out(self, msg_id: str, engine_id: int, elapsed: float) -> Failure | None:
+        """Request ``msg_id`` ran ``elapsed`` seconds on ``engine_id``, past its timeout: the failure its
+        client gets now.  The engine still owes its reply (it is interrupted), which then goes nowhere."""
+        pending = self.pending.get(msg_id)
+        if pending is None or pending.timed_out or pending.engine_id != engine_id:
+            return None
+        pending.timed_out = True
+        content = error_content("TaskTimeout", f"engine {engine_id} ran request {msg_id} for {elapsed:.3g} s, "
+                                f"past its timeout of {pending.timeout:g} s; the engine was interrupted",
+                                engine_id=engine_id)
+        return Failure(pending.client, ENGINE_REQUESTS[pending.header["msg_type"]], pending.header, content,
+                       engine_id)
 
     def outstanding(self, msg_id: str) -> bool:
         """Whether a reply to ``msg_id`` is still to come: sent to an engine, or waiting here."""
@@ -167,7 +250,7 @@ class Router:
         for msg_id, pending in self.pending.items():
             if pending.header["msg_type"] not in CONTROL_REQUESTS:
                 running.setdefault(pending.engine_id, msg_id)
-        for msg_id in wanted.intersection(self.pending):
+        for msg_id in [m for m in wanted.intersection(self.pending) if not self.pending[m].timed_out]:
             engine_id = self.pending[msg_id].engine_id
             if interrupt and running.get(engine_id) == msg_id:
                 stop.interrupt.append(engine_id)
@@ -176,21 +259,28 @@ class Router:
         stop.interrupt.sort()
         return stop
 
-    def restart_engine(self, engine_id: int, reason: str) -> list[Failure]:
-        """A fresh kernel is coming for ``engine_id``: what the old one owed fails (``reason``),
-        and requests for it wait for :meth:`add_engine` of the new one."""
-        failures = self.remove_engine(engine_id, reason) if engine_id in self.load else []
+    def restart_engine(self, engine_id: int, reason: str) -> Routing:
+        """A fresh kernel is coming for ``engine_id``: what the old one owed fails (``reason``) or goes for
+        another try, and requests for it wait for :meth:`add_engine` of the new one."""
         self.restarting.setdefault(engine_id, [])
-        return failures
+        return self.remove_engine(engine_id, reason) if engine_id in self.load else Routing()
 
-    def remove_engine(self, engine_id: int, reason: str) -> list[Failure]:
-        """Forget a dead engine: what it owed fails, and so do tasks no engine is left for."""
+    def remove_engine(self, engine_id: int, reason: str) -> Routing:
+        """Forget a dead engine: what it owed fails, or goes for another try, and tasks no engine is left
+        for fail."""
         del self.load[engine_id]
-        failures = []
+        routing = Routing()
         for msg_id in [mid for mid, p in self.pending.items() if p.engine_id == engine_id]:
             pending = self.pending.pop(msg_id)
-            failures.append(self._failure(pending.client, pending.header, engine_id, reason))
-        return failures + self._fail_stranded_tasks(engine_id, reason)
+            if pending.timed_out:
+                continue
+            if pending.task is not None and pending.task.retries > 0:
+                routing.retries.append(self._requeue(pending, reason))
+            else:
+                routing.failures.append(self._failure(pending.client, pending.header, engine_id, reason))
+        routing.failures += self._fail_stranded_tasks(engine_id, reason)
+        routing.deliveries = self._dispatch()
+        return routing
 
     def restart_failed(self, engine_id: int, reason: str) -> list[Failure]:
         """An engine did not come back: what waited for it fails."""
@@ -226,20 +316,34 @@ class Router:
         while free and self.queue:
             task = self.queue.popleft()
             room = free if task.candidates is None else free.intersection(task.candidates)
+            if task.avoid is not None and any(e != task.avoid for e in self._live_candidates(task)):
+                room = room - {task.avoid}
             if not room:
                 skipped.append(task)
                 continue
             engine_id = min(room, key=lambda e: (self.load[e], e))
-            deliveries.append(self._send(task.client, engine_id, task.header, task.payload))
+            deliveries.append(self._send(task.client, engine_id, task.header, task.payload, task.timeout))
+            if task.retries > 0:
+                self.pending[task.header["msg_id"]].task = task
             if self.load[engine_id] >= self.high_water_mark:
                 free.discard(engine_id)
         self.queue.extendleft(reversed(skipped))
         return deliveries
 
-    def _send(self, client: bytes, engine_id: int, header: dict, payload: Any) -> Delivery:
-        self.pending[header["msg_id"]] = Pending(client, engine_id, header)
+    def _send(self, client: bytes, engine_id: int, header: dict, payload: Any,
+              timeout: float | None = None) -> Delivery:
+        self.pending[header["msg_id"]] = Pending(client, engine_id, header, timeout)
         self.load[engine_id] += 1
         return Delivery(engine_id, header, payload)
+
+    def _requeue(self, pending: Pending, reason: str) -> Retry:
+        """Put a failed task back at the head of the queue for one more try."""
+        task = pending.task
+        task.retries -= 1
+        task.tries += 1
+        task.avoid = pending.engine_id
+        self.queue.appendleft(task)
+        return Retry(task.client, task.header, pending.engine_id, reason, task.tries)
 
     @staticmethod
     def _aborted(client: bytes, header: dict) -> Failure:
