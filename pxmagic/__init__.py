@@ -25,6 +25,7 @@ _LAZY = {
     "TimeoutError": "pxmagic.error",
     "SerializationError": "pxmagic.error",
     "UnmetDependencyError": "pxmagic.error",
+    "TaskTimeout": "pxmagic.error",
 }
 
 __all__ = sorted(_LAZY)

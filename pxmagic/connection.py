@@ -198,6 +198,28 @@ def running_clusters() -> list[tuple[Path, dict]]:
     return found
 
 
+def find_client_file(profile: str = "default", cluster_id: str | None = None) -> Path:
+    """The connection file a ``Client(profile=..., cluster_id=...)`` means.
+
+    With no ``cluster_id``, the cluster without one if it runs, else the one
+    running cluster of ``profile`` (``Cluster()`` gives each cluster an id);
+    several of them are an error that names them.
+    """
+    if cluster_id is not None:
+        return client_file(profile, cluster_id)
+    default = client_file(profile)
+    if default.exists():
+        return default
+    running = [(path, info) for path, info in running_clusters() if path.parent == security_dir(profile)]
+    if len(running) == 1:
+        return running[0][0]
+    if len(running) > 1:
+        ids = ", ".join(repr(info.get("cluster_id", "")) for _, info in running)
+        raise ConnectionFileError(f"{len(running)} pxmagic clusters of profile {profile!r} are running "
+                                  f"(cluster ids {ids}): say which with Client(cluster_id=...)")
+    return default
+
+
 #: longest IPC socket path (the kernel's limit is ~107 bytes, with a suffix to come)
 MAX_IPC_PREFIX = 90
 

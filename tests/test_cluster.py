@@ -131,6 +131,31 @@ def test_cluster_start_and_connect_sync_then_stop():
         Client(profile="apitest", cluster_id=cluster.cluster_id)
 
 
+def test_client_finds_the_one_running_cluster_of_its_profile():
+    first = Cluster(n=1)
+    first.start_cluster_sync()  # ipyparallel's name for start()
+    try:
+        with Client() as rc:
+            assert rc[0].apply_sync(lambda: 7) == 7
+            assert rc.connection_file == connection.client_file("default", first.cluster_id)
+        second = Cluster(n=1)
+        second.start()
+        try:
+            with pytest.raises(connection.ConnectionFileError) as raised:
+                Client()
+            message = str(raised.value)
+            assert "2 pxmagic clusters of profile 'default'" in message and "Client(cluster_id=...)" in message
+            assert repr(first.cluster_id) in message and repr(second.cluster_id) in message
+            with Client(cluster_id=second.cluster_id) as rc:
+                assert rc[0].apply_sync(lambda: 8) == 8
+            assert second.connect_client_sync().connection_file == connection.client_file("default",
+                                                                                          second.cluster_id)
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
 def test_cluster_rejects_zero_engines():
     with pytest.raises(ValueError, match="at least one engine"):
         Cluster(n=0)

@@ -73,6 +73,43 @@ def test_px_runs_code_and_prints_engine_tagged_output(dv, shell):
         assert f"Out[{engine_id}:" in out and "]: 42" in out
 
 
+def test_px_sends_the_line_as_typed_not_the_clients_variables(dv, shell):
+    shell.user_ns["a"] = "LOCAL"
+    dv.execute("a = 'REMOTE'")
+    _, out = px(shell, 'print(f"{a}")')
+    assert "REMOTE" in out and "LOCAL" not in out
+    _, out = px(shell, "print('$a', '{a}')")
+    assert f"[stdout:0] $a {{a}}\n" in out
+    with capture_output() as captured:
+        shell.run_cell_magic("px", "--targets 0", 'print(f"{a}")')
+    assert "REMOTE" in captured.stdout and "LOCAL" not in captured.stdout
+
+
+def test_px_timeout_interrupts_and_bad_values_are_refused(dv, shell):
+    dv.execute("kept = 'yes'")
+    started = time.monotonic()
+    with pytest.raises(CompositeError) as raised:
+        with capture_output():
+            shell.run_line_magic("px", "--timeout 0.5 import time; time.sleep(30)")
+    assert time.monotonic() - started < 10
+    assert {e.ename for _, e in raised.value.elist} == {"TaskTimeout"}
+    assert dv["kept"] == ["yes"] * N_ENGINES
+    for bad in ("0", "-2", "soon"):
+        with pytest.raises(UsageError, match="--timeout takes a positive number of seconds"):
+            shell.run_line_magic("px", f"--timeout {bad} 1")
+    with pytest.raises(UsageError, match="--timeout"):
+        shell.run_line_magic("px", "--no-such-option 1")
+
+
+def test_start_and_connect_sync_with_activate_binds_px_to_the_new_client(cluster, shell):
+    client = cluster.start_and_connect_sync(activate=True)
+    client.wait_for_engines(N_ENGINES, timeout=30)
+    result, _ = px(shell, "--noblock x = 6 * 7")
+    assert result.msg_ids[0] in client.results, "%px went through another client"
+    result.get(timeout=30)
+    assert client[:].pull("x", block=True) == [42] * N_ENGINES
+
+
 def test_spec_magic_session(dv, shell):
     with capture_output() as captured:
         with dv.sync_imports():
@@ -181,6 +218,62 @@ def test_bad_options_are_named():
         parse_px_line("--group-outputs=color a = 1")
     options, code = parse_px_line("--targets 1,3 --noblock --local x = '--not an option'")
     assert (options.targets, options.block, options.local, code) == ([1, 3], False, True, "x = '--not an option'")
+
+
+def test_ipyparallel_options_of_px(dv, shell):
+    result, _ = px(shell, "-o kept_result --noblock x = 1")
+    assert shell.user_ns["kept_result"] is result and isinstance(result, AsyncResult)
+    _, out = px(shell, "--out=blocking_result --verbose y = 2")
+    kept = shell.user_ns["blocking_result"]
+    assert kept.done() and f"%px: sent {', '.join(kept.msg_ids)}" in out and "%px: done in" in out
+    with capture_output() as captured:
+        shell.run_line_magic("px", "--progress-after 0 import time; time.sleep(0.5)")
+    assert "%px" in captured.stderr, "a bar at once with --progress-after 0"
+    with pytest.raises(UsageError, match="--out takes a Python variable name, not 'not-a-name'"):
+        parse_px_line("-o not-a-name 1")
+    options, code = parse_px_line("-x + 1")
+    assert code == "-x + 1" and options.out is None, "code starting with '-' is code"
+
+
+class TimedWrites(io.StringIO):
+    """stdout that notes when each piece of text was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: dict[str, float] = {}
+
+    def write(self, text: str) -> int:
+        for word in ("early", "late"):
+            if word in text:
+                self.times.setdefault(word, time.monotonic())
+        return super().write(text)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_stream_shows_output_as_it_comes_no_stream_at_the_end(dv, shell, stream):
+    written = TimedWrites()
+    with redirect_stdout(written):
+        shell.run_line_magic("px", f"--targets 0 {'--stream' if stream else '--no-stream'} "
+                                   "import time; print('early', flush=True); time.sleep(1.5); print('late')")
+    gap = written.times["late"] - written.times["early"]
+    assert gap > 1.0 if stream else gap < 0.5, written.getvalue()
+
+
+def test_pxconfig_sets_the_defaults_of_px(dv, shell):
+    magics = shell.magics_manager.magics["line"]["pxconfig"].__self__
+    try:
+        shell.run_line_magic("pxconfig", "--targets 1 --noblock")
+        result, _ = px(shell, "z = 3")
+        assert isinstance(result, AsyncResult) and result.engine_ids == [1]
+        result.get(timeout=30)
+        _, out = px(shell, "--block --targets 0,2 print('said')")
+        assert "[stdout:0] said" in out and "[stdout:2] said" in out and "[stdout:1]" not in out
+        with pytest.raises(UsageError, match="%pxconfig takes only options"):
+            shell.run_line_magic("pxconfig", "--noblock a = 1")
+        with pytest.raises(UsageError, match="unknown option --colour"):
+            shell.run_line_magic("pxconfig", "--colour")
+    finally:
+        magics.defaults = type(magics.defaults)()
 
 
 def test_ctrl_c_interrupts_the_engines(dv, shell):

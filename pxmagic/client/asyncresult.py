@@ -7,11 +7,12 @@ a CompositeError.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
-from dataclasses import dataclass, field
 import time
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent import futures
-from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import digest, serialize
@@ -62,6 +63,10 @@ class AsyncResult(futures.Future):
     future completes with ``join`` of the values in slot order (the bare value
     for a call on a single engine), or fails with a RemoteError (single
     engine) or a CompositeError.
+
+    It stays pending (never ``running()``) until then, because work on
+    engines can always be stopped: :meth:`cancel` drops what waits and
+    interrupts what runs.
     """
 
     def __init__(
@@ -71,19 +76,29 @@ class AsyncResult(futures.Future):
         single: bool,
         method: str,
         join: Callable[[list], Any] | None = None,
+        *,
+        sizes: Sequence[int] | None = None,
+        return_exceptions: bool = False,
     ):
         super().__init__()
-        self.set_running_or_notify_cancel()
         self.msg_ids = list(msg_ids)
         self.engine_ids = list(engine_ids)
         self.method = method
         self._single = single
         self._join = join
+        #: how many elements each slot's value holds (a map's chunks), so that an error can stand in for each
+        self._sizes = None if sizes is None else list(sizes)
+        #: complete with the RemoteErrors in place of the values they stand for, instead of raising
+        self.return_exceptions = return_exceptions
         self._values: dict[int, Any] = {}
         self._errors: dict[int, RemoteError] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._arrivals: list[int] = []
+        #: tries each slot has had so far (a load-balanced task with ``retries`` may need several)
+        self._tries = [1] * len(self.msg_ids)
+        #: (slot, engine_id, reason) of each failed try that was tried again
+        self.retried: list[tuple[int, int, str]] = []
         self._trackers: list = []
         self.outputs: list[Output] = []
         #: set by the client: stop this result's work (``interrupt``: what runs too, else only what waits)
@@ -117,8 +132,19 @@ class AsyncResult(futures.Future):
             self.completed = time.monotonic()
             self._finish()
 
+    def _retried(self, index: int, notice: dict) -> None:
+        with self._lock:
+            self._tries[index] = notice.get("tries", self._tries[index] + 1)
+            self.retried.append((index, notice.get("engine_id"), notice.get("reason", "")))
+
     def _finish(self) -> None:
-        if self._errors:
+        try:
+            self._settle()
+        except futures.InvalidStateError:  # cancelled meanwhile: the late replies change nothing
+            pass
+
+    def _settle(self) -> None:
+        if self._errors and not self.return_exceptions:
             if self._single:
                 self.set_exception(next(iter(self._errors.values())))
             else:
@@ -126,11 +152,20 @@ class AsyncResult(futures.Future):
                 results = [(self.engine_ids[i], self._values[i]) for i in sorted(self._values)]
                 self.set_exception(composite(ordered, self.method, results))
             return
-        values = [self._values[i] for i in range(len(self.msg_ids))]
+        self.set_result(self._joined_in_place())
+
+    def _in_place(self, index: int) -> Any:
+        """A filled slot's value, or its error standing in for each element the value would hold."""
+        if index not in self._errors:
+            return self._values[index]
+        error = self._errors[index]
+        return [error] * self._sizes[index] if self._sizes is not None else error
+
+    def _joined_in_place(self) -> Any:
+        values = [self._in_place(i) for i in range(len(self.msg_ids))]
         if self._join is not None:
-            self.set_result(self._join(values))
-        else:
-            self.set_result(values[0] if self._single else values)
+            return self._join(values)
+        return values[0] if self._single else values
 
     def _slot_outcome(self, index: int) -> tuple[int | None, Any, RemoteError | None]:
         """``(engine_id, value, error)`` of a filled slot."""
@@ -141,9 +176,9 @@ class AsyncResult(futures.Future):
         """The value of one slot once it is filled (its error is raised)."""
         with self._changed:
             self._changed.wait_for(lambda: index in self._values or index in self._errors)
-        if index in self._errors:
+        if index in self._errors and not self.return_exceptions:
             raise self._errors[index]
-        return self._values[index]
+        return self._in_place(index)
 
     def _slots_as_completed(self) -> Iterator[int]:
         """Slot indices in the order their replies arrived, waiting for each."""
@@ -215,11 +250,18 @@ class AsyncResult(futures.Future):
                 yield None
 
     # -- the familiar surface --------------------------------------------
-    def get(self, timeout: float | None = None) -> Any:
-        """The result; waits ``timeout`` seconds at most (None or -1: no limit)."""
+    def get(self, timeout: float | None = None, return_exceptions: bool = False) -> Any:
+        """The result; waits ``timeout`` seconds at most (None or -1: no limit).
+
+        ``return_exceptions``: the engines' errors in place of their values, instead of raised.
+        """
         if timeout is not None and timeout < 0:
             timeout = None
         try:
+            if return_exceptions and not self.return_exceptions:
+                self.exception(timeout)
+                with self._lock:
+                    return self._joined_in_place()
             return self.result(timeout)
         except KeyboardInterrupt:
             self.interrupt()
@@ -228,6 +270,17 @@ class AsyncResult(futures.Future):
             if isinstance(error, TimeoutError) or self.done():
                 raise
             raise TimeoutError("Result not ready.") from None
+
+    @property
+    def tries(self) -> int | list[int]:
+        """How many tries the task took (per task for several); more than 1 only with ``retries``."""
+        return self._tries[0] if self._single else list(self._tries)
+
+    @property
+    def remote_errors(self) -> list[RemoteError]:
+        """The errors of the engines that failed so far, in slot order."""
+        with self._lock:
+            return [self._errors[i] for i in sorted(self._errors)]
 
     @property
     def progress(self) -> int:
@@ -253,6 +306,25 @@ class AsyncResult(futures.Future):
             self.interrupt()
             raise
         return self.done()
+
+    def cancel(self) -> bool:
+        """Stop this result's work, wherever it is: drop what has not started, interrupt the engines
+        running it.  True unless it had already completed; :meth:`result` then raises CancelledError."""
+        if self.done():
+            return self.cancelled()
+        if self._stop is not None:
+            self._stop(self, True)
+        if not super().cancel():
+            return False
+        self.set_running_or_notify_cancel()  # what an executor does on dropping it: futures.wait sees it done
+        return True
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await ar`` in asyncio code or an async notebook cell: what :meth:`get` returns.
+
+        Cancelling the awaiting task cancels this result, and so the engines' work.
+        """
+        return asyncio.wrap_future(self).__await__()
 
     def abort(self) -> None:
         """Drop this request's work that has not started; what runs goes on (see :meth:`interrupt`)."""

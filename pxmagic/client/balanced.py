@@ -7,14 +7,17 @@ a long one.  ``map`` cuts its sequences into chunks of ``chunksize`` items
 """
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
 from ..engine import ops
 from .asyncresult import AsyncResult
 from . import partition
-from .view import View, apply_request
+from .view import Limits, View, apply_request
 
 if TYPE_CHECKING:
     from .client import Client
@@ -22,10 +25,33 @@ if TYPE_CHECKING:
 
 
 class LoadBalancedView(View):
-    """A view whose calls go to one engine each, chosen by the hub."""
+    """A view whose calls go to one engine each, chosen by the hub.
+
+    ``retries = N``: a task whose engine dies under it runs again on another
+    engine, up to N more times (``retry_errors = True``: a task that raises,
+    too); ``AsyncResult.tries`` says how many tries each took.
+    """
+
+    flags = (*View.flags, "retries", "retry_errors")
 
     def __init__(self, client: Client, targets: Targets = None):
         super().__init__(client, targets)
+        self.retries = 0
+        self.retry_errors = False
+
+    @property
+    def retries(self) -> int:
+        return self._retries
+
+    @retries.setter
+    def retries(self, count: int) -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"retries is a number of further tries, 0 or more, not {count!r}")
+        self._retries = count
+
+    def _limits(self, timeout: float | None) -> Limits:
+        return dataclasses.replace(super()._limits(timeout), retries=self.retries,
+                                   retry_errors=bool(self.retry_errors))
 
     def __repr__(self) -> str:
         return f"<LoadBalancedView {'all engines' if self._targets is None else self._targets}>"
@@ -41,7 +67,8 @@ class LoadBalancedView(View):
 
     def _distribute(self, func: Callable, sequences: list[Sequence], kwargs: dict, elementwise: bool,
                     block: bool | None, chunksize: int | None = None, ordered: bool = True,
-                    targets: Targets = None) -> Any:
+                    targets: Targets = None, timeout: float | None = None,
+                    return_exceptions: bool | None = None) -> Any:
         """One task a chunk of ``chunksize`` items; see :class:`AsyncMapResult` for ``ordered``."""
         candidates = self._candidates(targets)
         length = partition.shortest(sequences)
@@ -49,8 +76,9 @@ class LoadBalancedView(View):
         size = chunksize or partition.auto_chunksize(length, engines)
         if size < 1:
             raise ValueError(f"chunksize must be at least 1, not {size}")
-        requests = []
+        requests, sizes = [], []
         for start in range(0, length, size):
+            sizes.append(min(start + size, length) - start)
             chunks = tuple(partition.cut(s, start, min(start + size, length)) for s in sequences)
             if elementwise:
                 requests.append(apply_request(ops.map_chunk, (func, start, *chunks), {}, candidates, True))
@@ -58,7 +86,52 @@ class LoadBalancedView(View):
                 requests.append(apply_request(func, chunks, kwargs, candidates, True))
         join = partition.flatten_lists if elementwise else partition.join
         return self._submit(requests, False, getattr(func, "__name__", "map"), block, join,
-                            result_class=functools.partial(AsyncMapResult, ordered=ordered))
+                            result_class=functools.partial(AsyncMapResult, ordered=ordered), timeout=timeout,
+                            sizes=sizes if elementwise else None, return_exceptions=return_exceptions)
+
+    def imap(self, f: Callable, *iterables: Iterable, ordered: bool = True, max_outstanding: int | None = None,
+             return_exceptions: bool = False) -> Iterator[Any]:
+        """Lazy ``map``: one task an item, at most ``max_outstanding`` (default: two an engine) in flight.
+
+        The iterables are read only as tasks are sent, so they may be long
+        or endless generators.  Results come in input order when ``ordered``,
+        else as they complete; an error is raised when reached (its item's
+        RemoteError is yielded instead with ``return_exceptions``), and
+        leaving the loop early cancels what is still in flight.
+        """
+        if not iterables:
+            raise TypeError("imap() needs at least one iterable")
+        if max_outstanding is None:
+            max_outstanding = 2 * max(1, len(self._candidates(None) or self.client.ids))
+        if isinstance(max_outstanding, bool) or not isinstance(max_outstanding, int) or max_outstanding < 1:
+            raise ValueError(f"max_outstanding is a positive number of tasks, not {max_outstanding!r}")
+        return self._imap(f, zip(*iterables), ordered, max_outstanding, return_exceptions)
+
+    def _imap(self, f: Callable, calls: Iterator[tuple], ordered: bool, max_outstanding: int,
+              return_exceptions: bool) -> Iterator[Any]:
+        in_flight: collections.deque[AsyncResult] = collections.deque()
+
+        def settled() -> Iterator[AsyncResult]:
+            if ordered:
+                yield in_flight.popleft()
+                return
+            done, _ = futures.wait(in_flight, return_when=futures.FIRST_COMPLETED)
+            for result in [r for r in in_flight if r in done]:
+                in_flight.remove(result)
+                yield result
+
+        try:
+            for args in calls:
+                while len(in_flight) >= max_outstanding:
+                    for result in settled():
+                        yield result.get(return_exceptions=return_exceptions)
+                in_flight.append(self._apply(f, args, block=False))
+            while in_flight:
+                for result in settled():
+                    yield result.get(return_exceptions=return_exceptions)
+        finally:
+            for result in in_flight:
+                result.cancel()
 
 
 class AsyncMapResult(AsyncResult):

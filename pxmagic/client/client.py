@@ -26,6 +26,8 @@ from ..protocol import (
     HUB_ABORT_REQUEST,
     HUB_INFO_REQUEST,
     HUB_PURGE_REQUEST,
+    HUB_QUEUE_REQUEST,
+    TASK_RETRY,
     HUB_RESTART_REQUEST,
     HUB_RESULT_REPLY,
     HUB_RESULT_REQUEST,
@@ -45,8 +47,9 @@ from ..replay import RefusalLog
 from .asyncresult import AsyncResult, Output, decode_reply
 from .balanced import LoadBalancedView
 from .channel import HubChannel
+from .executor import ViewExecutor
 from .targets import Targets, resolve_targets
-from .view import DirectView, Request
+from .view import DirectView, Limits, Request
 
 log = logging.getLogger("pxmagic.client")
 
@@ -59,7 +62,8 @@ class Client:
     """A connection to one pxmagic cluster.
 
     ``url_file`` is the path of its ``pxmagic-client.json``; without it the
-    file of ``profile`` (default ``"default"``) and ``cluster_id`` is used.
+    file of ``profile`` (default ``"default"``) and ``cluster_id`` is used,
+    and without a ``cluster_id`` the one cluster of the profile that runs.
     """
 
     #: how many msg_ids' results :meth:`get_result` finds here, without asking the hub
@@ -70,11 +74,11 @@ class Client:
         self,
         url_file: str | Path | None = None,
         profile: str | None = None,
-        cluster_id: str = "",
+        cluster_id: str | None = None,
         timeout: float = 10.0,
         hub_timeout: float = 5.0,
     ):
-        path = Path(url_file) if url_file else connection.client_file(profile or "default", cluster_id)
+        path = Path(url_file) if url_file else connection.find_client_file(profile or "default", cluster_id)
         self.connection_file = path
         info = connection.read_client_file(path)
         self.profile = info.get("profile", profile or "default")
@@ -150,6 +154,10 @@ class Client:
             self.resolve_targets(targets)
         return LoadBalancedView(self, targets)
 
+    def executor(self, targets: Targets = None) -> ViewExecutor:
+        """A ``concurrent.futures.Executor`` whose calls are load-balanced over ``targets`` (default: all)."""
+        return ViewExecutor(self.load_balanced_view(targets))
+
     # -- sending ------------------------------------------------------------
     def submit(
         self,
@@ -159,14 +167,19 @@ class Client:
         join: Callable[[list], Any] | None = None,
         track: bool = False,
         result_class: Callable[..., AsyncResult] = AsyncResult,
+        limits: Limits = Limits(),
     ) -> AsyncResult:
-        """Send requests to the hub; one AsyncResult resolves from all their replies."""
+        """Send requests to the hub; one AsyncResult resolves from all their replies.
+
+        ``limits``: what the hub enforces on each (a timeout, retries)."""
         messages, msg_ids, engine_ids, lent = [], [], [], []
         received = self._take_received()
         for request in requests:
             descriptors, frames = digest.describe(self.session.key, request.buffers, self._segments)
             lent += digest.segment_names(descriptors)
-            metadata = request_metadata(request.targets, descriptors, request.balanced, received, self._host_id)
+            retries = limits.retries if request.balanced else 0
+            metadata = request_metadata(request.targets, descriptors, request.balanced, received, self._host_id,
+                                        limits.timeout, retries, limits.retry_errors and retries > 0)
             received = []
             msg = self.session.msg(request.msg_type, request.content, metadata=metadata,
                                    header=wire.new_header(self.session, request.msg_type))
@@ -192,11 +205,12 @@ class Client:
         return result
 
     def _give_back(self, names: list[str], result: AsyncResult) -> None:
-        """Every receiver of these segments has mapped them or failed, unless the hub fell silent (it may yet send)."""
-        error = None if result.cancelled() else result.exception()
-        errors = getattr(error, "elist", None) or ([error] if error is not None else [])
-        self._segments.give_back(names, reusable=not any(isinstance(e, EngineError) or getattr(e, "ename", "") ==
-                                                         "EngineError" for e in errors))
+        """Every receiver of these segments has mapped them or failed, unless the hub fell silent (it may yet send)
+        or the work was cancelled (an engine may map them before it hears)."""
+        if result.cancelled():
+            self._segments.give_back(names, reusable=False)
+            return
+        self._segments.give_back(names, reusable=not any(e.ename == "EngineError" for e in result.remote_errors))
 
     def _take_received(self) -> list[str]:
         taken = []
@@ -267,6 +281,26 @@ class Client:
                 if self._pending.get(msg_id, (None,))[0] is result:
                     del self._pending[msg_id]
             raise
+
+    def queue_status(self, targets: Targets = None, verbose: bool = False, timeout: float = 10.0) -> dict:
+        """Per engine of ``targets`` (default: all), its ``queue``, ``running`` and ``completed`` counts,
+        and under ``"unassigned"`` the load-balanced tasks no engine has taken; ``verbose`` gives msg_ids
+        instead of counts.  For one engine id, that engine's entry alone."""
+        ids, single = self.resolve_targets("all" if targets is None else targets)
+        content = self._hub_request(HUB_QUEUE_REQUEST, timeout)["content"]
+
+        def shown(msg_ids: list[str]) -> list[str] | int:
+            return list(msg_ids) if verbose else len(msg_ids)
+
+        status: dict = {}
+        for engine_id in ids:
+            queues = content["engines"].get(str(engine_id), {"running": [], "queue": [], "completed": 0})
+            status[engine_id] = {"queue": shown(queues["queue"]), "running": shown(queues["running"]),
+                                 "completed": queues["completed"]}
+        if single:
+            return status[ids[0]]
+        status["unassigned"] = shown(content["unassigned"])
+        return status
 
     def purge_local_results(self, jobs: Any = "all") -> None:
         """Forget finished results kept for :meth:`get_result` (``"all"``, or some of them)."""
@@ -363,6 +397,11 @@ class Client:
         hub_reply = self._hub_requests.get(parent_id)
         if hub_reply is not None:
             hub_reply.set_result(msg)
+        elif msg["msg_type"] == TASK_RETRY:
+            waiting = self._pending.get(parent_id)
+            if waiting is not None:
+                result, index = waiting
+                result._retried(index, msg["content"])
         elif not stored:
             self._complete(msg)
             mapped = digest.segment_bytes(msg["metadata"].get("buffer_digests"))

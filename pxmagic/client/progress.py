@@ -38,9 +38,10 @@ def interactive() -> bool:
 class Progress:
     """A bar of finished tasks out of ``total``; does nothing outside interactive sessions."""
 
-    def __init__(self, total: int, description: str):
+    def __init__(self, total: int, description: str, delay: float = DELAY):
         self.total = total
         self.description = description
+        self.delay = delay
         self._started = time.monotonic()
         self._bar: Any = None
         self._display: Any = None
@@ -50,7 +51,7 @@ class Progress:
 
     def update(self, finished: int) -> None:
         """Record progress; the bar appears at the first update after the delay."""
-        if not self._enabled or time.monotonic() - self._started < DELAY:
+        if not self._enabled or time.monotonic() - self._started < self.delay:
             return
         if self._in_kernel:
             self._update_html(finished)

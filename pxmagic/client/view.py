@@ -9,10 +9,12 @@ view is only how calls are addressed, which subclasses define.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import keyword
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,9 +44,32 @@ class Request:
     buffers: Sequence = ()
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the hub enforces on each request of a submission.
+
+    ``timeout``: seconds it may run on an engine.  ``retries``: how many more
+    tries a load-balanced task gets when its engine dies under it, or, with
+    ``retry_errors``, when it raises.
+    """
+
+    timeout: float | None = None
+    retries: int = 0
+    retry_errors: bool = False
+
+
 def apply_request(func: Callable, args: tuple, kwargs: dict, targets: list[int] | None,
                   balanced: bool = False) -> Request:
     return Request(APPLY_REQUEST, {}, targets, balanced, serialize.pack_call(func, args, kwargs))
+
+
+def check_timeout(seconds: Any) -> float | None:
+    """A task timeout as given (None: no limit), or a ValueError that says what is wrong with it."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"a timeout is a positive number of seconds (or None), not {seconds!r}")
+    return float(seconds)
 
 
 def check_variable_name(name: Any) -> None:
@@ -66,13 +91,29 @@ class View:
     """What every view shares: blocking and targets defaults, apply, map, decorators, history."""
 
     history_size = 1000
+    #: the attributes that :meth:`set_flags` and :meth:`temp_flags` set
+    flags = ("block", "track", "targets", "timeout", "return_exceptions")
 
     def __init__(self, client: Client, targets: Targets):
         self.client = client
         self._targets = targets
         self.block = False
         self.track = False
+        self.timeout = None
+        #: results complete with the engines' RemoteErrors in place of their values, instead of raising
+        #: (a map's failed chunk gives its error for each of the chunk's elements)
+        self.return_exceptions = False
         self.history = History(self.history_size)
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds each task may run on its engine before the hub interrupts it and fails it with
+        ``TaskTimeout`` (None: no limit).  The engine keeps its namespace and serves what comes next."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._timeout = check_timeout(seconds)
 
     @property
     def targets(self) -> Targets:
@@ -83,14 +124,47 @@ class View:
         self.client.resolve_targets(targets)
         self._targets = targets
 
+    def set_flags(self, **flags: Any) -> None:
+        """Set several of the view's defaults at once (``view.set_flags(block=True, timeout=5)``),
+        changing none of them if one name or value is refused."""
+        unknown = sorted(set(flags) - set(self.flags))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no flag {', '.join(unknown)}; "
+                            f"its flags are {', '.join(self.flags)}")
+        saved = {name: getattr(self, name) for name in flags}
+        try:
+            for name, value in flags.items():
+                setattr(self, name, value)
+        except (TypeError, ValueError, IndexError):
+            for name, value in saved.items():
+                setattr(self, name, value)
+            raise
+
+    @contextlib.contextmanager
+    def temp_flags(self, **flags: Any) -> Iterator[View]:
+        """``with view.temp_flags(block=False): ...``: these defaults inside the block, the old ones after."""
+        saved = {name: getattr(self, name) for name in flags if name in self.flags}
+        self.set_flags(**flags)
+        try:
+            yield self
+        finally:
+            self.set_flags(**saved)
+
+    def _limits(self, timeout: float | None) -> Limits:
+        return Limits(self.timeout if timeout is None else check_timeout(timeout))
+
     def _blocking(self, block: bool | None) -> bool:
         return self.block if block is None else block
 
     def _submit(self, requests: list[Request], single: bool, method: str, block: bool | None,
                 join: Callable[[list], Any] | None = None, track: bool | None = None,
-                result_class: Callable[..., AsyncResult] = AsyncResult) -> Any:
-        result = self.client.submit(requests, single, method, join,
-                                    self.track if track is None else track, result_class)
+                result_class: Callable[..., AsyncResult] = AsyncResult, timeout: float | None = None,
+                sizes: list[int] | None = None, return_exceptions: bool | None = None) -> Any:
+        """``sizes``: how many elements each request's value holds (a map's chunks), for ``return_exceptions``."""
+        in_place = self.return_exceptions if return_exceptions is None else return_exceptions
+        result_class = functools.partial(result_class, sizes=sizes, return_exceptions=bool(in_place))
+        result = self.client.submit(requests, single, method, join, self.track if track is None else track,
+                                    result_class, self._limits(timeout))
         self.history.append(result)
         if not self._blocking(block):
             return result
@@ -232,11 +306,13 @@ class DirectView(View):
         return self._submit([request], single, getattr(func, "__name__", "apply"), block, track=track)
 
     def _distribute(self, func: Callable, sequences: list[Sequence], kwargs: dict, elementwise: bool,
-                    block: bool | None, targets: Targets = None) -> Any:
+                    block: bool | None, targets: Targets = None, timeout: float | None = None,
+                    return_exceptions: bool | None = None) -> Any:
         """One call an engine, each on its contiguous chunk of the sequences."""
         ids, _ = self._ids(targets)
         length = partition.shortest(sequences)
         bounds = partition.chunk_bounds(length, min(len(ids), length))
+        sizes = [stop - start for start, stop in bounds] if elementwise else None
         requests = []
         for engine_id, (start, stop) in zip(ids, bounds):
             chunks = tuple(partition.cut(s, start, stop) for s in sequences)
@@ -245,15 +321,18 @@ class DirectView(View):
             else:
                 requests.append(apply_request(func, chunks, kwargs, [engine_id]))
         join = partition.flatten_lists if elementwise else partition.join
-        return self._submit(requests, False, getattr(func, "__name__", "map"), block, join)
+        return self._submit(requests, False, getattr(func, "__name__", "map"), block, join, timeout=timeout,
+                            sizes=sizes, return_exceptions=return_exceptions)
 
     def execute(self, code: str, silent: bool = False, targets: Targets = None,
-                block: bool | None = None) -> AsyncResult | None:
-        """Run ``code`` on each engine as a cell; blocking returns None once all are done."""
+                block: bool | None = None, timeout: float | None = None) -> AsyncResult | None:
+        """Run ``code`` on each engine as a cell; blocking returns None once all are done.
+
+        ``timeout`` (default: the view's) limits each engine's run, as :attr:`timeout` says."""
         ids, single = self._ids(targets)
         content = {"code": code, "silent": silent, "store_history": not silent,
                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": False}
-        result = self._submit([Request(EXECUTE_REQUEST, content, ids)], single, "execute", False)
+        result = self._submit([Request(EXECUTE_REQUEST, content, ids)], single, "execute", False, timeout=timeout)
         if self._blocking(block):
             result.get()
             return None

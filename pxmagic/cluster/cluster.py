@@ -113,10 +113,13 @@ class Cluster:
         self._clients.append(client)
         return client
 
-    def start_and_connect_sync(self) -> Any:
-        """Start the cluster and return a connected Client."""
+    def start_and_connect_sync(self, activate: bool = False) -> Any:
+        """Start the cluster and return a connected Client; ``activate``: ``%px`` targets all its engines."""
         self.start()
-        return self.connect_client()
+        client = self.connect_client()
+        if activate:
+            client[:].activate()
+        return client
 
     def stop(self) -> None:
         """Stop every engine and the hub, and close the clients made by this Cluster."""
@@ -129,6 +132,9 @@ class Cluster:
             self._hub = None
         atexit.unregister(self.stop)
 
+    #: ipyparallel's names, so that code written for it runs
+    start_cluster_sync = start
+    connect_client_sync = connect_client
     stop_cluster_sync = stop
 
     def __enter__(self) -> Any:
