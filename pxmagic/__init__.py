@@ -26,6 +26,7 @@ _LAZY = {
     "SerializationError": "pxmagic.error",
     "UnmetDependencyError": "pxmagic.error",
     "TaskTimeout": "pxmagic.error",
+    "register_joblib_backend": "pxmagic.joblib_backend",
 }
 
 __all__ = sorted(_LAZY)
