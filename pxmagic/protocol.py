@@ -45,6 +45,11 @@ HUB_PURGE_REPLY = "hub_purge_reply"
 #: what each engine runs, what waits for it, and the tasks not yet assigned (``Client.queue_status``)
 HUB_QUEUE_REQUEST = "hub_queue_request"
 HUB_QUEUE_REPLY = "hub_queue_reply"
+#: add local engines to a running cluster, or stop some (``Cluster.start_engines`` / ``stop_engines``)
+HUB_START_ENGINES_REQUEST = "hub_start_engines_request"
+HUB_START_ENGINES_REPLY = "hub_start_engines_reply"
+HUB_STOP_ENGINES_REQUEST = "hub_stop_engines_request"
+HUB_STOP_ENGINES_REPLY = "hub_stop_engines_reply"
 #: the hub tells a client that its load-balanced task failed and goes for another try
 TASK_RETRY = "task_retry"
 #: what the hub knows of a result asked for: it holds it, it is still to come, or it has none

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pxmagic import Client, Cluster, connection
+from pxmagic import Client, Cluster, EngineError, RemoteError, connection
 
 PXCLUSTER = str(Path(sys.executable).with_name("pxcluster"))
 
@@ -154,6 +154,32 @@ def test_client_finds_the_one_running_cluster_of_its_profile():
             second.stop()
     finally:
         first.stop()
+
+
+def test_engines_added_and_stopped_on_a_running_cluster():
+    cluster = Cluster(n=2)
+    rc = cluster.start_and_connect_sync()
+    try:
+        rc.wait_for_engines(2, timeout=30)
+        rc[:].execute("kept = 'old'", block=True)
+        pids = rc[:].apply_sync(os.getpid)
+        running = rc[1].apply_async(time.sleep, 30)
+        cluster.stop_engines([1])
+        with pytest.raises(EngineError, match="engine 1 was stopped"):
+            running.get(timeout=10)
+        assert rc.ids == [0] and cluster.n == 1
+        assert_gone([pids[1]])
+        assert cluster.start_engines(2) == [1, 2], "the stopped engine's id comes back first"
+        assert rc.ids == [0, 1, 2] and cluster.n == 3
+        assert rc[:].apply_sync(lambda: "kept" in globals()) == [True, False, False]
+        with pytest.raises(RemoteError, match="no engine 7: engines are"):
+            cluster.stop_engines([7])
+        with pytest.raises(ValueError, match="start_engines takes a number of engines, 1 or more, not 0"):
+            cluster.start_engines(0)
+        assert rc.ids == [0, 1, 2]
+    finally:
+        cluster.stop()
+    assert_gone(pids)
 
 
 def test_cluster_rejects_zero_engines():

@@ -96,3 +96,12 @@ def test_a_long_px_shows_a_progress_display_that_is_blanked_at_the_end(kernel):
     updates = [m for _, m in messages if m["msg_type"] == "update_display_data"
                and m["content"]["transient"]["display_id"] == display_id]
     assert updates and updates[-1]["content"]["data"] == {"text/plain": ""}
+
+
+def test_await_in_a_notebook_cell(kernel):
+    """ipykernel runs a cell with top-level ``await`` on its own event loop, as a notebook does."""
+    messages = run(kernel, "value = await rc[0].apply_async(lambda: 6 * 7)\nprint('awaited', value)")
+    assert "awaited 42" in streamed_text(messages)
+    messages = run(kernel, "try:\n    await rc[0].apply_async(lambda: 1 / 0)\nexcept Exception as e:\n"
+                           "    print('raised', type(e).__name__, e.ename)")
+    assert "raised RemoteError ZeroDivisionError" in streamed_text(messages)

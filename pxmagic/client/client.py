@@ -32,6 +32,8 @@ from ..protocol import (
     HUB_RESULT_REPLY,
     HUB_RESULT_REQUEST,
     HUB_SHUTDOWN_REQUEST,
+    HUB_START_ENGINES_REQUEST,
+    HUB_STOP_ENGINES_REQUEST,
     HUB_TOPIC,
     INTERRUPT_REQUEST,
     RELEASE_MIN,
@@ -598,6 +600,24 @@ class Client:
         content = reply["content"]
         if content.get("status") != "ok":
             raise remote_error(content.get("ename", "Error"), content.get("evalue", ""), engine_id=engine_id)
+        self._refresh_engines(timeout)
+
+    def start_engines(self, n: int, timeout: float = 90.0) -> list[int]:
+        """Add ``n`` engines to this (local) cluster, with the lowest free ids; returns once they are up."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"start_engines takes a number of engines, 1 or more, not {n!r}")
+        content = self._hub_request(HUB_START_ENGINES_REQUEST, timeout, {"n": n})["content"]
+        if content.get("status") != "ok":
+            raise remote_error(content.get("ename", "Error"), content.get("evalue", ""))
+        self._refresh_engines(timeout)
+        return content["engine_ids"]
+
+    def stop_engines(self, engine_ids: int | Iterable[int], timeout: float = 30.0) -> None:
+        """Stop these engines for good (their work fails); a later :meth:`start_engines` reuses their ids."""
+        ids = [engine_ids] if isinstance(engine_ids, int) else list(engine_ids)
+        content = self._hub_request(HUB_STOP_ENGINES_REQUEST, timeout, {"engine_ids": ids})["content"]
+        if content.get("status") != "ok":
+            raise remote_error(content.get("ename", "Error"), content.get("evalue", ""))
         self._refresh_engines(timeout)
 
     def interrupt(self, targets: Targets = None) -> AsyncResult:

@@ -79,6 +79,7 @@ class Cluster:
         self.restart_engines = restart_engines
         self._hub: subprocess.Popen | None = None
         self._clients: list[Any] = []
+        self._controller: Any = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -121,11 +122,32 @@ class Cluster:
             client[:].activate()
         return client
 
+    def start_engines(self, n: int) -> list[int]:
+        """Add ``n`` engines to the running cluster (local engines only); returns their ids."""
+        ids = self._control().start_engines(n, timeout=self.timeout)
+        self.n += len(ids)
+        return ids
+
+    def stop_engines(self, engine_ids: int | list[int]) -> None:
+        """Stop some engines of the running cluster; their ids go to the next :meth:`start_engines`."""
+        ids = [engine_ids] if isinstance(engine_ids, int) else list(engine_ids)
+        self._control().stop_engines(ids)
+        self.n -= len(set(ids))
+
+    def _control(self) -> Any:
+        """The client this Cluster asks the hub through (made on first use)."""
+        if not self.running:
+            raise RuntimeError(f"{self!r} is not running: start() it first")
+        if self._controller is None:
+            self._controller = self.connect_client()
+        return self._controller
+
     def stop(self) -> None:
         """Stop every engine and the hub, and close the clients made by this Cluster."""
         for client in self._clients:
             client.close()
         self._clients.clear()
+        self._controller = None
         if self._hub is not None:
             stop_hub(self.profile, self.cluster_id)
             self._hub.wait()
@@ -136,6 +158,8 @@ class Cluster:
     start_cluster_sync = start
     connect_client_sync = connect_client
     stop_cluster_sync = stop
+    start_engines_sync = start_engines
+    stop_engines_sync = stop_engines
 
     def __enter__(self) -> Any:
         return self.start_and_connect_sync()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import secrets
@@ -45,6 +46,10 @@ from ..protocol import (
     HUB_RESTART_REQUEST,
     HUB_SHUTDOWN_REPLY,
     HUB_SHUTDOWN_REQUEST,
+    HUB_START_ENGINES_REPLY,
+    HUB_START_ENGINES_REQUEST,
+    HUB_STOP_ENGINES_REPLY,
+    HUB_STOP_ENGINES_REQUEST,
     HUB_HEARTBEAT_PERIOD,
     HUB_HEARTBEAT_TOPIC,
     HUB_PURGE_REPLY,
@@ -71,7 +76,7 @@ from ..protocol import (
     stored_results_message,
 )
 from .deadlines import Deadlines
-from .engines import KERNEL_NAME, LIVENESS_PERIOD, Engine, EngineStartError, allow_many_engines
+from .engines import KERNEL_NAME, LIVENESS_PERIOD, Engine, EngineStartError, LocalEngine, allow_many_engines
 from .heartbeat import DEFAULT_PERIOD, HeartMonitor
 from .interrupts import StuckWatch
 from .launchers import LaunchContext, Launcher
@@ -328,6 +333,68 @@ class Hub:
             return
         self._reply(client, HUB_RESTART_REPLY, header, {"status": "ok"})
 
+    async def _start_more_engines(self, client: bytes, header: dict, n: Any) -> None:
+        """Add ``n`` local kernels, with the lowest ids not in use; answer once all are ready."""
+        if not isinstance(self.launcher, LocalLauncher):
+            reason = (f"the engines of a {self.launcher.label} cluster come and go with their job: "
+                      "only a local cluster adds engines one by one")
+            self._reply(client, HUB_START_ENGINES_REPLY, header, error_content("EngineStartError", reason))
+            return
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            reason = f"start_engines takes a number of engines, 1 or more, not {n!r}"
+            self._reply(client, HUB_START_ENGINES_REPLY, header, error_content("ValueError", reason))
+            return
+        ids = list(itertools.islice((i for i in itertools.count() if i not in self.engines), n))
+        started = await asyncio.gather(*(self._start_local_engine(i) for i in ids), return_exceptions=True)
+        failed = [error for error in started if isinstance(error, BaseException)]
+        if failed:
+            self._reply(client, HUB_START_ENGINES_REPLY, header,
+                        error_content(type(failed[0]).__name__, f"{len(failed)} of {n} engines did not start: "
+                                      f"{failed[0]}"))
+            return
+        self._reply(client, HUB_START_ENGINES_REPLY, header, {"status": "ok", "engine_ids": ids})
+
+    async def _start_local_engine(self, engine_id: int) -> LocalEngine:
+        engine = await LocalEngine.start(engine_id, self.session, connection.security_dir(self.profile),
+                                         self.launcher.kernel_name)
+        self.engines[engine_id] = engine
+        try:
+            await engine.wait_ready(self.session, self.start_timeout)
+        except BaseException:
+            del self.engines[engine_id]
+            await engine.shutdown()
+            raise
+        self._add_engine(engine)
+        return engine
+
+    async def _stop_engines(self, client: bytes, header: dict, engine_ids: Any) -> None:
+        """Stop some local engines for good: their work fails, their ids are free for new engines."""
+        reason = None
+        if not isinstance(engine_ids, list) or not all(type(i) is int for i in engine_ids):
+            reason = ("ValueError", f"stop_engines takes a list of engine ids, not {engine_ids!r}")
+        elif any(i not in self.engines for i in engine_ids):
+            missing = next(i for i in engine_ids if i not in self.engines)
+            reason = ("IndexError", f"no engine {missing}: engines are {sorted(self.engines)}")
+        elif any(not isinstance(self.engines[i], LocalEngine) for i in engine_ids):
+            other = next(i for i in engine_ids if not isinstance(self.engines[i], LocalEngine))
+            reason = ("EngineStartError", f"engine {other} registered itself: the hub did not start it and "
+                                          "cannot stop it alone (stop the cluster)")
+        if reason is not None:
+            self._reply(client, HUB_STOP_ENGINES_REPLY, header, error_content(*reason))
+            return
+        engines = [self.engines[i] for i in dict.fromkeys(engine_ids)]
+        for engine in engines:
+            watcher = self._watchers.pop(engine.id, None)
+            if watcher is not None:
+                watcher.cancel()
+            self.deadlines.forget_engine(engine.id)
+            if engine.id in self.router.load:
+                self._route(self.router.remove_engine(engine.id, "was stopped"))
+            self._forget(engine)
+            self._announce(engine.id, "dead")
+        await asyncio.gather(*(engine.shutdown() for engine in engines), return_exceptions=True)
+        self._reply(client, HUB_STOP_ENGINES_REPLY, header, {"status": "ok"})
+
     async def _replace(self, engine: Engine) -> None:
         """Start a fresh kernel in place of ``engine``, whose running work has already been failed.
 
@@ -418,6 +485,10 @@ class Hub:
             self._send_stored_results(client, header, content)
         elif msg_type == HUB_PURGE_REQUEST:
             self._purge(client, header, content)
+        elif msg_type == HUB_START_ENGINES_REQUEST:
+            self._tasks.append(asyncio.create_task(self._start_more_engines(client, header, content.get("n"))))
+        elif msg_type == HUB_STOP_ENGINES_REQUEST:
+            self._tasks.append(asyncio.create_task(self._stop_engines(client, header, content.get("engine_ids"))))
         elif msg_type == HUB_QUEUE_REQUEST:
             status = self.router.queue_status()
             engines = {str(engine_id): queues for engine_id, queues in status["engines"].items()}
