@@ -44,6 +44,7 @@ class PxOptions:
     stream: bool | None = None
     verbose: bool | None = None
     progress_after: float | None = None
+    label: str | None = None
 
     def over(self, defaults: PxOptions) -> PxOptions:
         """These options, with those not given taken from ``defaults``."""
@@ -103,6 +104,7 @@ VALUED = {
     "--timeout": ("timeout", functools.partial(parse_seconds, "--timeout")),
     "--progress-after": ("progress_after", functools.partial(parse_seconds, "--progress-after", zero=True)),
     "--out": ("out", parse_name),
+    "--label": ("label", str),
     "-o": ("out", parse_name),
 }
 #: options that are switches: option -> (PxOptions field, value)
@@ -158,6 +160,7 @@ class ParallelMagics:
         for kind, name, function in [
             ("line", "px", self.px), ("cell", "px", self.px_cell), ("line", "autopx", self.autopx),
             ("line", "result", self.result), ("line", "pxresult", self.result), ("line", "pxconfig", self.pxconfig),
+            ("line", "pxstatus", self.pxstatus),
         ]:
             full_name = name + self.suffix
             existing = manager.magics[kind].get(full_name)
@@ -194,7 +197,7 @@ class ParallelMagics:
         ``--targets T``, ``--block``/``--noblock``, ``--local`` (here too), ``--group-outputs
         order|engine|type``, ``--timeout S``, ``-o``/``--out NAME`` (keep the AsyncResult as NAME),
         ``--stream``/``--no-stream`` (output as it comes, or at the end), ``--verbose``,
-        ``--progress-after S``; ``%pxconfig`` sets their defaults.
+        ``--progress-after S``, ``--label TEXT`` (how the hub lists it); ``%pxconfig`` sets their defaults.
         """
         options, code = parse_px_line(line)
         return self.run(code, options)
@@ -215,13 +218,20 @@ class ParallelMagics:
             self.view.client.resolve_targets(options.targets)
         self.defaults = options.over(self.defaults)
 
+    def pxstatus(self, line: str = "") -> None:
+        """Print the cluster's engines: state, what each runs, queued and done counts, memory, CPU."""
+        if line.strip():
+            raise UsageError(f"%pxstatus takes no arguments, not {line.strip()!r}")
+        print(self.view.client.status())
+
     def run(self, code: str, given: PxOptions) -> AsyncResult | None:
         view = self.view
         options = given.over(self.defaults).over(PX_DEFAULTS)
         targets = view.targets if options.targets is None else options.targets
         block = view.block if options.block is None else options.block
         ids, _ = view.client.resolve_targets(targets)
-        result = view.execute(code, targets=targets, block=False, timeout=options.timeout)
+        with view.temp_flags(label=options.label or view.label):
+            result = view.execute(code, targets=targets, block=False, timeout=options.timeout)
         if options.out is not None:
             self.shell.user_ns[options.out] = result
         if options.verbose:

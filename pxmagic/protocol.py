@@ -10,8 +10,9 @@ from the request's, so the client knows every engine's ``msg_id`` at once.
 """
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 APPLY_REQUEST = "apply_request"
 APPLY_REPLY = "apply_reply"
@@ -42,9 +43,9 @@ HUB_RESULT_REQUEST = "hub_result_request"
 HUB_RESULT_REPLY = "hub_result_reply"
 HUB_PURGE_REQUEST = "hub_purge_request"
 HUB_PURGE_REPLY = "hub_purge_reply"
-#: what each engine runs, what waits for it, and the tasks not yet assigned (``Client.queue_status``)
-HUB_QUEUE_REQUEST = "hub_queue_request"
-HUB_QUEUE_REPLY = "hub_queue_reply"
+#: each engine's state, tasks and use, and the cluster's (``Client.status``; see ``pxmagic.hub.status``)
+HUB_STATUS_REQUEST = "hub_status_request"
+HUB_STATUS_REPLY = "hub_status_reply"
 #: add local engines to a running cluster, or stop some (``Cluster.start_engines`` / ``stop_engines``)
 HUB_START_ENGINES_REQUEST = "hub_start_engines_request"
 HUB_START_ENGINES_REPLY = "hub_start_engines_reply"
@@ -111,12 +112,32 @@ def engine_msg_id(request_id: str, engine_id: int) -> str:
 RELEASE_MIN = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class RequestTerms:
+    """What a request's metadata asks of the hub besides routing, checked.
+
+    ``timeout``: seconds it may run on an engine (None: no limit).
+    ``retries``: further tries a balanced task gets if its engine dies, or,
+    with ``retry_errors``, if it raises.  ``name`` (the function, or the
+    first line of the code) and ``label`` say what it is wherever the hub
+    lists tasks.
+    """
+
+    timeout: float | None = None
+    retries: int = 0
+    retry_errors: bool = False
+    name: str = ""
+    label: str = ""
+
+
+#: longest ``name`` or ``label`` the hub keeps of a request
+TERM_TEXT_MAX = 200
+
+
 def request_metadata(
     targets: Iterable[int] | None, buffer_digests: list[str], balanced: bool = False, received: list[str] = (),
     shared_memory: str = "",
-    timeout: float | None = None,
-    retries: int = 0,
-    retry_errors: bool = False,
+    terms: RequestTerms = RequestTerms(),
 ) -> dict:
     """Metadata a client puts on a request for engines.
 
@@ -125,11 +146,8 @@ def request_metadata(
     ``received`` names large results (:data:`RELEASE_MIN`) that the client
     has received since its last request, which the hub need not keep.
     ``shared_memory`` is the client's host id if large results may come
-    back in shared memory segments (``pxmagic.sharedmem``).  ``timeout``
-    is how many seconds the work may run on an engine before the hub
-    interrupts it and fails it with ``TaskTimeout``.  ``retries`` (of a
-    balanced task) is how many more tries it gets if its engine dies, or,
-    with ``retry_errors``, if it raises.
+    back in shared memory segments (``pxmagic.sharedmem``).  ``terms``
+    says what else the hub is to enforce and show (see :class:`RequestTerms`).
     """
     metadata: dict[str, Any] = {"targets": None if targets is None else list(targets)}
     if balanced:
@@ -139,27 +157,24 @@ def request_metadata(
         metadata["received"] = list(received)
     if shared_memory:
         metadata["shared_memory"] = shared_memory
-    if timeout is not None:
-        metadata["timeout"] = timeout
-    if retries:
-        metadata["retries"] = retries
-    if retry_errors:
+    if terms.timeout is not None:
+        metadata["timeout"] = terms.timeout
+    if terms.retries:
+        metadata["retries"] = terms.retries
+    if terms.retry_errors:
         metadata["retry_errors"] = True
+    for key in ("name", "label"):
+        if getattr(terms, key):
+            metadata[key] = getattr(terms, key)[:TERM_TEXT_MAX]
     return metadata
 
 
-def request_timeout(metadata: dict) -> float | None:
-    """The seconds a request may run on an engine (None: no limit); raises ProtocolError if malformed."""
+def request_terms(metadata: dict) -> RequestTerms:
+    """A request's terms; raises ProtocolError naming what is malformed."""
     timeout = metadata.get("timeout")
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout > 0):
         raise ProtocolError(f"a request's timeout must be a positive number of seconds, not {timeout!r}")
-    return float(timeout)
-
-
-def request_retries(metadata: dict) -> tuple[int, bool]:
-    """How many more tries a task gets, and whether errors earn them; raises ProtocolError if malformed."""
     retries, retry_errors = metadata.get("retries", 0), metadata.get("retry_errors", False)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ProtocolError(f"a request's retries must be a count, 0 or more, not {retries!r}")
@@ -167,7 +182,11 @@ def request_retries(metadata: dict) -> tuple[int, bool]:
         raise ProtocolError(f"a request's retry_errors must be true or false, not {retry_errors!r}")
     if retries and not metadata.get("balanced"):
         raise ProtocolError("only a load-balanced task can be retried")
-    return retries, retry_errors
+    texts = {key: metadata.get(key, "") for key in ("name", "label")}
+    for key, text in texts.items():
+        if not isinstance(text, str) or len(text) > TERM_TEXT_MAX:
+            raise ProtocolError(f"a request's {key} must be a string of at most {TERM_TEXT_MAX} characters")
+    return RequestTerms(None if timeout is None else float(timeout), retries, retry_errors, **texts)
 
 
 def received_msg_ids(metadata: dict) -> list[str]:

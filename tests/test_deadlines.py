@@ -24,3 +24,11 @@ def test_the_same_task_seen_again_keeps_its_start_and_nothing_running_clears_it(
     book.running(2, "c", 1.0, now=0.0)
     book.forget_engine(2)
     assert book.overruns(5.0) == []
+
+
+def test_started_lists_when_each_running_request_began():
+    book = Deadlines()
+    book.running(0, "a", None, now=10.0)
+    book.running(1, "b", 5.0, now=11.0)
+    book.running(1, "b", 5.0, now=12.0)
+    assert book.started() == {"a": 10.0, "b": 11.0}

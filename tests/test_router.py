@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pxmagic.hub.router import Router, Routing
-from pxmagic.protocol import ProtocolError, engine_msg_id, request_routing
+from pxmagic.protocol import ProtocolError, RequestTerms, engine_msg_id, request_routing
 
 
 def header(msg_type: str = "apply_request", msg_id: str = "req") -> dict:
@@ -159,8 +159,8 @@ def test_a_failed_restart_fails_what_waited_for_it():
 
 def test_a_task_past_its_timeout_fails_once_and_its_late_reply_goes_nowhere():
     router = router_with(0)
-    router.route_request(b"client-a", header(msg_id="slow"), [0], "p", timeout=2.0)
-    router.route_request(b"client-a", header(msg_id="next"), [0], "p", timeout=2.0)
+    router.route_request(b"client-a", header(msg_id="slow"), [0], "p", RequestTerms(timeout=2.0))
+    router.route_request(b"client-a", header(msg_id="next"), [0], "p", RequestTerms(timeout=2.0))
     assert router.running(0).header["msg_id"] == "slow/0"
     failure = router.time_out("slow/0", 0, 2.5)
     assert failure.client == b"client-a" and failure.reply_type == "apply_reply"
@@ -170,44 +170,45 @@ def test_a_task_past_its_timeout_fails_once_and_its_late_reply_goes_nowhere():
     assert router.running(0).header["msg_id"] == "slow/0", "it runs until the engine answers"
     assert router.stop(["slow/0"], interrupt=True).interrupt == [], "stopping it again does nothing"
     assert router.on_reply("slow/0") == (None, [])
-    assert router.running(0).header["msg_id"] == "next/0" and router.running(0).timeout == 2.0
+    assert router.running(0).header["msg_id"] == "next/0" and router.running(0).terms.timeout == 2.0
     assert router.remove_engine(0, "died").failures == [router._failure(b"client-a", header(msg_id="next/0"), 0, "died")]
 
 
 def test_a_balanced_task_keeps_its_timeout_while_it_waits():
     router = router_with(0)
     router.route_task(b"c", header(msg_id="first"), None, "p")
-    router.route_task(b"c", header(msg_id="second"), None, "p", timeout=1.5)
-    assert router.running(0).timeout is None
+    router.route_task(b"c", header(msg_id="second"), None, "p", RequestTerms(timeout=1.5))
+    assert router.running(0).terms.timeout is None
     _, freed = router.on_reply("first")
-    assert [d.header["msg_id"] for d in freed] == ["second"] and router.running(0).timeout == 1.5
+    assert [d.header["msg_id"] for d in freed] == ["second"] and router.running(0).terms.timeout == 1.5
 
 
-def test_queue_status_shows_what_runs_waits_and_was_answered():
+def test_tasks_shows_what_runs_waits_and_was_answered():
     router = router_with(0, 1, high_water_mark=2)
-    router.route_request(b"c", header(msg_id="a"), [0], "p")
+    router.route_request(b"c", header(msg_id="a"), [0], "p", RequestTerms(name="train", label="fold 1"))
     router.route_request(b"c", header(msg_id="b"), [0], "p")
     router.route_request(b"c", header("interrupt_request", msg_id="i"), [0], "p")
-    router.route_task(b"c", header(msg_id="t1"), [1], "p")
-    router.route_task(b"c", header(msg_id="t2"), [1], "p")
-    router.route_task(b"c", header(msg_id="t3"), [1], "p")
-    status = router.queue_status()
-    assert status["engines"][0] == {"running": ["a/0"], "queue": ["b/0"], "completed": 0}
-    assert status["engines"][1] == {"running": ["t1"], "queue": ["t2"], "completed": 0}
-    assert status["unassigned"] == ["t3"]
-    router.on_reply("a/0")
+    for msg_id in ("t1", "t2", "t3"):
+        router.route_task(b"c", header(msg_id=msg_id), [1], "p", RequestTerms(name=msg_id.upper()))
+    listed = router.tasks()
+    assert listed["engines"][0] == {"running": [{"msg_id": "a/0", "name": "train", "label": "fold 1"}],
+                                    "queue": [{"msg_id": "b/0", "name": "", "label": ""}],
+                                    "completed": 0, "failed": 0}
+    assert [t["name"] for t in listed["engines"][1]["running"] + listed["engines"][1]["queue"]] == ["T1", "T2"]
+    assert [t["msg_id"] for t in listed["unassigned"]] == ["t3"]
+    router.on_reply("a/0", failed=True)
     router.on_reply("i/0")
     router.on_reply("t1")
-    status = router.queue_status()
-    assert status["engines"][0] == {"running": ["b/0"], "queue": [], "completed": 1}, "interrupts are not counted"
-    assert status["engines"][1] == {"running": ["t2"], "queue": ["t3"], "completed": 1}
-    assert status["unassigned"] == []
+    listed = router.tasks()
+    assert [t["msg_id"] for t in listed["engines"][0]["running"]] == ["b/0"] and listed["engines"][0]["queue"] == []
+    assert (listed["engines"][0]["completed"], listed["engines"][0]["failed"]) == (1, 1), "interrupts not counted"
+    assert [t["msg_id"] for t in listed["engines"][1]["queue"]] == ["t3"] and listed["unassigned"] == []
 
 
 def test_a_task_whose_engine_dies_is_tried_again_on_another_engine():
     router = router_with(0, 1)
     router.route_task(b"c", header(msg_id="busy"), [1], "p")
-    router.route_task(b"c", header(msg_id="t"), None, "p", retries=1)
+    router.route_task(b"c", header(msg_id="t"), None, "p", RequestTerms(retries=1))
     assert router.pending["t"].engine_id == 0
     routing = router.remove_engine(0, "died")
     assert routing.failures == [] and [(r.parent["msg_id"], r.engine_id, r.reason, r.tries)
@@ -221,8 +222,8 @@ def test_a_task_whose_engine_dies_is_tried_again_on_another_engine():
 
 def test_an_error_is_retried_only_when_asked_and_elsewhere_first():
     router = router_with(0, 1)
-    router.route_task(b"c", header(msg_id="plain"), None, "p", retries=2)
-    router.route_task(b"c", header(msg_id="picky"), None, "p", retries=1, retry_errors=True)
+    router.route_task(b"c", header(msg_id="plain"), None, "p", RequestTerms(retries=2))
+    router.route_task(b"c", header(msg_id="picky"), None, "p", RequestTerms(retries=1, retry_errors=True))
     assert router.pending["plain"].engine_id == 0 and router.pending["picky"].engine_id == 1
     assert not router.retries_errors("plain") and router.retries_errors("picky")
     routing = router.retry("picky", "raised ValueError")
@@ -235,6 +236,6 @@ def test_an_error_is_retried_only_when_asked_and_elsewhere_first():
 
 def test_a_failed_task_goes_back_to_its_engine_when_it_is_the_only_one():
     router = router_with(0)
-    router.route_task(b"c", header(msg_id="t"), None, "p", retries=1, retry_errors=True)
+    router.route_task(b"c", header(msg_id="t"), None, "p", RequestTerms(retries=1, retry_errors=True))
     routing = router.retry("t", "raised")
     assert [d.engine_id for d in routing.deliveries] == [0]

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import digest, serialize
 from ..error import RemoteError, TimeoutError, composite, remote_error
+from . import timing
 
 
 def decode_reply(msg: dict, engine_id: int, key: bytes, segment_tag: str) -> tuple[Any, RemoteError | None]:
@@ -109,6 +110,8 @@ class AsyncResult(futures.Future):
         self._streams: dict[str, dict[int, list[str]]] = {"stdout": {}, "stderr": {}}
         self.submitted = time.monotonic()
         self.completed: float | None = None
+        submitted = timing.utc_now()
+        self._times = [timing.TaskTimes(engine_id, submitted) for engine_id in self.engine_ids]
         if not msg_ids:  # a map over nothing
             self.completed = self.submitted
             self._finish()
@@ -131,6 +134,11 @@ class AsyncResult(futures.Future):
         if finished:
             self.completed = time.monotonic()
             self._finish()
+
+    def _replied(self, index: int, engine_id: int | None, msg: dict) -> None:
+        """Note the timestamps of a slot's reply (before it is delivered)."""
+        with self._lock:
+            self._times[index].replied(engine_id, msg)
 
     def _retried(self, index: int, notice: dict) -> None:
         with self._lock:
@@ -369,6 +377,26 @@ class AsyncResult(futures.Future):
     def elapsed(self) -> float:
         """Seconds from submission to completion (or to now, while pending)."""
         return (self.completed or time.monotonic()) - self.submitted
+
+    @property
+    def metadata(self) -> dict | list[dict]:
+        """Each task's ``engine_id``, ``submitted``, ``started`` and ``completed`` (datetimes, None until known);
+        one dict for a call on one engine."""
+        with self._lock:
+            entries = [times.as_dict() for times in self._times]
+        return entries[0] if self._single else entries
+
+    @property
+    def wall_time(self) -> float | None:
+        """Seconds from submission to the last engine's reply, once all replied (by the engines' clocks)."""
+        with self._lock:
+            return timing.wall_time(self._times)
+
+    @property
+    def serial_time(self) -> float:
+        """Seconds the engines spent on this request, summed over them."""
+        with self._lock:
+            return timing.serial_time(self._times)
 
     @property
     def sent(self) -> bool:

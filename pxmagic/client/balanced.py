@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from ..engine import ops
 from .asyncresult import AsyncResult
 from . import partition
-from .view import Limits, View, apply_request
+from ..protocol import RequestTerms
+from .view import View, apply_request
 
 if TYPE_CHECKING:
     from .client import Client
@@ -49,8 +50,8 @@ class LoadBalancedView(View):
             raise ValueError(f"retries is a number of further tries, 0 or more, not {count!r}")
         self._retries = count
 
-    def _limits(self, timeout: float | None) -> Limits:
-        return dataclasses.replace(super()._limits(timeout), retries=self.retries,
+    def _terms(self, timeout: float | None, name: str) -> RequestTerms:
+        return dataclasses.replace(super()._terms(timeout, name), retries=self.retries,
                                    retry_errors=bool(self.retry_errors))
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ Replies are matched to their AsyncResult by ``msg_id`` on the I/O thread.
 """
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 import time
@@ -26,20 +27,21 @@ from ..protocol import (
     HUB_ABORT_REQUEST,
     HUB_INFO_REQUEST,
     HUB_PURGE_REQUEST,
-    HUB_QUEUE_REQUEST,
-    TASK_RETRY,
     HUB_RESTART_REQUEST,
     HUB_RESULT_REPLY,
     HUB_RESULT_REQUEST,
     HUB_SHUTDOWN_REQUEST,
     HUB_START_ENGINES_REQUEST,
+    HUB_STATUS_REQUEST,
     HUB_STOP_ENGINES_REQUEST,
     HUB_TOPIC,
     INTERRUPT_REQUEST,
     RELEASE_MIN,
     RESULT_DONE,
     RESULT_MISSING,
+    TASK_RETRY,
     ProtocolError,
+    RequestTerms,
     engine_msg_id,
     request_metadata,
     split_stored_results,
@@ -50,8 +52,9 @@ from .asyncresult import AsyncResult, Output, decode_reply
 from .balanced import LoadBalancedView
 from .channel import HubChannel
 from .executor import ViewExecutor
+from .status import ClusterStatus
 from .targets import Targets, resolve_targets
-from .view import DirectView, Limits, Request
+from .view import DirectView, Request
 
 log = logging.getLogger("pxmagic.client")
 
@@ -169,19 +172,19 @@ class Client:
         join: Callable[[list], Any] | None = None,
         track: bool = False,
         result_class: Callable[..., AsyncResult] = AsyncResult,
-        limits: Limits = Limits(),
+        terms: RequestTerms = RequestTerms(),
     ) -> AsyncResult:
         """Send requests to the hub; one AsyncResult resolves from all their replies.
 
-        ``limits``: what the hub enforces on each (a timeout, retries)."""
+        ``terms``: what the hub enforces on each and shows of it (a timeout, retries, a label)."""
         messages, msg_ids, engine_ids, lent = [], [], [], []
         received = self._take_received()
         for request in requests:
             descriptors, frames = digest.describe(self.session.key, request.buffers, self._segments)
             lent += digest.segment_names(descriptors)
-            retries = limits.retries if request.balanced else 0
+            own_terms = terms if request.balanced else dataclasses.replace(terms, retries=0, retry_errors=False)
             metadata = request_metadata(request.targets, descriptors, request.balanced, received, self._host_id,
-                                        limits.timeout, retries, limits.retry_errors and retries > 0)
+                                        own_terms)
             received = []
             msg = self.session.msg(request.msg_type, request.content, metadata=metadata,
                                    header=wire.new_header(self.session, request.msg_type))
@@ -284,25 +287,23 @@ class Client:
                     del self._pending[msg_id]
             raise
 
+    def status(self, timeout: float = 10.0) -> ClusterStatus:
+        """The cluster as the hub sees it now: each engine's state, tasks and use, the unassigned tasks,
+        the clients and the results held.  Prints as a table; a notebook shows it as one."""
+        content = self._hub_request(HUB_STATUS_REQUEST, timeout)["content"]
+        return ClusterStatus.from_content(content)
+
     def queue_status(self, targets: Targets = None, verbose: bool = False, timeout: float = 10.0) -> dict:
         """Per engine of ``targets`` (default: all), its ``queue``, ``running`` and ``completed`` counts,
         and under ``"unassigned"`` the load-balanced tasks no engine has taken; ``verbose`` gives msg_ids
         instead of counts.  For one engine id, that engine's entry alone."""
         ids, single = self.resolve_targets("all" if targets is None else targets)
-        content = self._hub_request(HUB_QUEUE_REQUEST, timeout)["content"]
-
-        def shown(msg_ids: list[str]) -> list[str] | int:
-            return list(msg_ids) if verbose else len(msg_ids)
-
-        status: dict = {}
-        for engine_id in ids:
-            queues = content["engines"].get(str(engine_id), {"running": [], "queue": [], "completed": 0})
-            status[engine_id] = {"queue": shown(queues["queue"]), "running": shown(queues["running"]),
-                                 "completed": queues["completed"]}
+        everything = self.status(timeout).queue_status(verbose)
+        empty = {"queue": [] if verbose else 0, "running": [] if verbose else 0, "completed": 0}
         if single:
-            return status[ids[0]]
-        status["unassigned"] = shown(content["unassigned"])
-        return status
+            return everything.get(ids[0], empty)
+        return {**{engine_id: everything.get(engine_id, empty) for engine_id in ids},
+                "unassigned": everything["unassigned"]}
 
     def purge_local_results(self, jobs: Any = "all") -> None:
         """Forget finished results kept for :meth:`get_result` (``"all"``, or some of them)."""
@@ -449,6 +450,7 @@ class Client:
         # an engine that died sends no "idle"; a call that printed nothing says so in its reply
         if content.get("ename") == "EngineError" or msg["metadata"].get("quiet"):
             self._end_output(parent_id)
+        result._replied(index, engine_id, msg)
         result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.session.key, self._segment_tag))
 
     def _late_result(self, msg_id: str) -> AsyncResult:

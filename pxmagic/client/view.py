@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import serialize
 from ..engine import ops
-from ..protocol import APPLY_REQUEST, EXECUTE_REQUEST
+from ..protocol import APPLY_REQUEST, EXECUTE_REQUEST, RequestTerms
 from . import partition
 from .asyncresult import AsyncResult
 from .progress import interactive
@@ -42,20 +42,6 @@ class Request:
     targets: list[int] | None
     balanced: bool = False
     buffers: Sequence = ()
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What the hub enforces on each request of a submission.
-
-    ``timeout``: seconds it may run on an engine.  ``retries``: how many more
-    tries a load-balanced task gets when its engine dies under it, or, with
-    ``retry_errors``, when it raises.
-    """
-
-    timeout: float | None = None
-    retries: int = 0
-    retry_errors: bool = False
 
 
 def apply_request(func: Callable, args: tuple, kwargs: dict, targets: list[int] | None,
@@ -92,7 +78,7 @@ class View:
 
     history_size = 1000
     #: the attributes that :meth:`set_flags` and :meth:`temp_flags` set
-    flags = ("block", "track", "targets", "timeout", "return_exceptions")
+    flags = ("block", "track", "targets", "timeout", "return_exceptions", "label")
 
     def __init__(self, client: Client, targets: Targets):
         self.client = client
@@ -103,6 +89,8 @@ class View:
         #: results complete with the engines' RemoteErrors in place of their values, instead of raising
         #: (a map's failed chunk gives its error for each of the chunk's elements)
         self.return_exceptions = False
+        #: a name for this view's tasks, shown wherever the hub lists them (``rc.status()``, the dashboard)
+        self.label: str | None = None
         self.history = History(self.history_size)
 
     @property
@@ -150,8 +138,11 @@ class View:
         finally:
             self.set_flags(**saved)
 
-    def _limits(self, timeout: float | None) -> Limits:
-        return Limits(self.timeout if timeout is None else check_timeout(timeout))
+    def _terms(self, timeout: float | None, name: str) -> RequestTerms:
+        if self.label is not None and not isinstance(self.label, str):
+            raise TypeError(f"a view's label is a string (or None), not {self.label!r}")
+        return RequestTerms(self.timeout if timeout is None else check_timeout(timeout), name=name,
+                            label=self.label or "")
 
     def _blocking(self, block: bool | None) -> bool:
         return self.block if block is None else block
@@ -159,12 +150,14 @@ class View:
     def _submit(self, requests: list[Request], single: bool, method: str, block: bool | None,
                 join: Callable[[list], Any] | None = None, track: bool | None = None,
                 result_class: Callable[..., AsyncResult] = AsyncResult, timeout: float | None = None,
-                sizes: list[int] | None = None, return_exceptions: bool | None = None) -> Any:
-        """``sizes``: how many elements each request's value holds (a map's chunks), for ``return_exceptions``."""
+                sizes: list[int] | None = None, return_exceptions: bool | None = None,
+                name: str | None = None) -> Any:
+        """``sizes``: how many elements each request's value holds (a map's chunks), for ``return_exceptions``;
+        ``name`` (default: ``method``) says what the tasks are where the hub lists them."""
         in_place = self.return_exceptions if return_exceptions is None else return_exceptions
         result_class = functools.partial(result_class, sizes=sizes, return_exceptions=bool(in_place))
         result = self.client.submit(requests, single, method, join, self.track if track is None else track,
-                                    result_class, self._limits(timeout))
+                                    result_class, self._terms(timeout, name or method))
         self.history.append(result)
         if not self._blocking(block):
             return result
@@ -332,7 +325,9 @@ class DirectView(View):
         ids, single = self._ids(targets)
         content = {"code": code, "silent": silent, "store_history": not silent,
                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": False}
-        result = self._submit([Request(EXECUTE_REQUEST, content, ids)], single, "execute", False, timeout=timeout)
+        first_line = next((line.strip() for line in code.splitlines() if line.strip()), "")
+        result = self._submit([Request(EXECUTE_REQUEST, content, ids)], single, "execute", False, timeout=timeout,
+                              name=first_line)
         if self._blocking(block):
             result.get()
             return None

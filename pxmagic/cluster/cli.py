@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from .. import connection
 from ..error import PxError
@@ -63,6 +64,26 @@ def _restart_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    """Print the engines table once, or with ``--watch`` every ``--interval`` seconds until Ctrl-C."""
+    from ..client import Client
+
+    with Client(profile=args.profile, cluster_id=args.cluster_id or None) as client:
+        try:
+            while True:
+                table = str(client.status())
+                if args.watch and sys.stdout.isatty():
+                    print("\033[2J\033[H", end="")  # clear the screen, as watch(1) does
+                print(table, flush=True)
+                if not args.watch:
+                    return 0
+                time.sleep(args.interval)
+                if not sys.stdout.isatty():
+                    print()
+        except KeyboardInterrupt:
+            return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     clusters = connection.running_clusters()
     if not clusters:
@@ -116,6 +137,10 @@ def parser(start_defaults: dict | None = None) -> argparse.ArgumentParser:
     restart = with_cluster_options(commands.add_parser("restart-engine", help="replace an engine by a fresh one"))
     restart.add_argument("engine_id", type=int, help="the id of the engine to restart")
     restart.set_defaults(run=_restart_engine)
+    status = with_cluster_options(commands.add_parser("status", help="show each engine's state and work"))
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default: 2)")
+    status.set_defaults(run=_status)
     commands.add_parser("list", help="list running clusters").set_defaults(run=_list)
     return main_parser
 

@@ -23,6 +23,7 @@ import zmq
 from ipykernel.iostream import OutStream
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.zmqshell import ZMQExitAutocall
+from jupyter_client.session import utcnow
 from traitlets import Float
 
 from .. import digest, serialize, sharedmem, wire
@@ -353,6 +354,7 @@ class EngineKernel(IPythonKernel):
             self._publish_status("idle", "shell")
             return
         outputs_before = self._outputs_so_far()
+        started = utcnow()
         self.pre_handler_hook()
         try:
             content, reply_frames = self._call(msg)
@@ -366,7 +368,7 @@ class EngineKernel(IPythonKernel):
                 stream.flush()  # the output goes out before the reply
         quiet = self._outputs_so_far() == outputs_before
         descriptors, reply_frames = self._describe_result(msg, reply_frames)
-        metadata = {"engine_id": self.engine_id, "quiet": quiet, "buffer_digests": descriptors}
+        metadata = {"engine_id": self.engine_id, "quiet": quiet, "buffer_digests": descriptors, "started": started}
         frames = wire.reply(self.session, APPLY_REPLY, parts, content, metadata, idents)
         self._send_on_shell(frames + reply_frames)
         if not quiet:

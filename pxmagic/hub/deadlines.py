@@ -44,5 +44,9 @@ class Deadlines:
             self._running[overrun.engine_id] = (overrun.msg_id, self._running[overrun.engine_id][1], None)
         return late
 
+    def started(self) -> dict[str, float]:
+        """When each running request started, by msg_id."""
+        return {msg_id: since for msg_id, since, _ in self._running.values()}
+
     def forget_engine(self, engine_id: int) -> None:
         self._running.pop(engine_id, None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,8 @@ class Heart:
     pinged: bool = False
     answered: bool = False
     missed: int = 0
+    #: when (time.monotonic) it last answered
+    last_answer: float | None = None
 
 
 class HeartMonitor:
@@ -83,6 +86,11 @@ class HeartMonitor:
             self.tick()
             await asyncio.sleep(self.period)
 
+    def last_answer(self, engine_id: int) -> float | None:
+        """When engine ``engine_id``'s heartbeat last answered (None: not watched, or never yet)."""
+        heart = self._hearts.get(engine_id)
+        return None if heart is None else heart.last_answer
+
     @property
     def tolerated_stall(self) -> float:
         """The longest freeze an engine survives: death takes ``misses`` pings in a row unanswered,
@@ -95,6 +103,7 @@ class HeartMonitor:
             while heart.socket.get(zmq.EVENTS) & zmq.POLLIN:
                 heart.socket.recv()
                 heart.answered = True
+                heart.last_answer = time.monotonic()
             if heart.answered or not heart.pinged:
                 heart.missed = 0
             else:

@@ -29,6 +29,7 @@ from typing import Any
 
 import zmq
 from jupyter_client.session import Session
+from zmq.utils.monitor import parse_monitor_message
 
 from .. import connection, digest, encryption, sharedmem, wire
 from ..replay import RefusalLog
@@ -46,6 +47,8 @@ from ..protocol import (
     HUB_RESTART_REQUEST,
     HUB_SHUTDOWN_REPLY,
     HUB_SHUTDOWN_REQUEST,
+    HUB_STATUS_REPLY,
+    HUB_STATUS_REQUEST,
     HUB_START_ENGINES_REPLY,
     HUB_START_ENGINES_REQUEST,
     HUB_STOP_ENGINES_REPLY,
@@ -54,8 +57,6 @@ from ..protocol import (
     HUB_HEARTBEAT_TOPIC,
     HUB_PURGE_REPLY,
     HUB_PURGE_REQUEST,
-    HUB_QUEUE_REPLY,
-    HUB_QUEUE_REQUEST,
     HUB_RESULT_REPLY,
     HUB_RESULT_REQUEST,
     HUB_TOPIC,
@@ -69,13 +70,14 @@ from ..protocol import (
     purge_selection,
     received_msg_ids,
     reply_type,
-    request_retries,
     request_routing,
-    request_timeout,
+    request_terms,
     result_msg_ids,
     stored_results_message,
 )
 from .deadlines import Deadlines
+from .status import EngineFacts, status_content
+from .usage import UsageSampler
 from .engines import KERNEL_NAME, LIVENESS_PERIOD, Engine, EngineStartError, LocalEngine, allow_many_engines
 from .heartbeat import DEFAULT_PERIOD, HeartMonitor
 from .interrupts import StuckWatch
@@ -149,6 +151,10 @@ class Hub:
         #: result segments the hub maps, and what engines must hear of them (see .segments)
         self.segments = SegmentBook()
         self.deadlines = Deadlines()
+        self.usage = UsageSampler()
+        self._started_at = time.monotonic()
+        #: clients connected to the requests socket now (its monitor counts them in and out)
+        self._clients_connected = 0
         self.segment_tag = sharedmem.cluster_tag(self.session.key)
         #: reads every socket the hub serves; sends on them are reported to it (see .pump)
         self.pump = SocketPump()
@@ -201,6 +207,8 @@ class Hub:
             })
             log.info("%d engines ready; connection file %s", self.n, self.client_file)
             self.pump.serve(self.requests, self._handle_client_message)
+            monitor = self.requests.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+            self.pump.serve(monitor, self._count_clients)
             if self.parent_pid is not None:
                 self._tasks.append(asyncio.create_task(self._watch_parent()))
             await self._stopping.wait()
@@ -489,10 +497,8 @@ class Hub:
             self._tasks.append(asyncio.create_task(self._start_more_engines(client, header, content.get("n"))))
         elif msg_type == HUB_STOP_ENGINES_REQUEST:
             self._tasks.append(asyncio.create_task(self._stop_engines(client, header, content.get("engine_ids"))))
-        elif msg_type == HUB_QUEUE_REQUEST:
-            status = self.router.queue_status()
-            engines = {str(engine_id): queues for engine_id, queues in status["engines"].items()}
-            self._reply(client, HUB_QUEUE_REPLY, header, {"status": "ok", **status, "engines": engines})
+        elif msg_type == HUB_STATUS_REQUEST:
+            self._reply(client, HUB_STATUS_REPLY, header, self._status())
         else:
             reason = f"the hub does not handle {msg_type!r} messages"
             self._refuse_request(client, header, reply_type(msg_type), reason)
@@ -502,8 +508,7 @@ class Hub:
         try:
             targets, balanced = request_routing(metadata)
             received = received_msg_ids(metadata)
-            timeout = request_timeout(metadata)
-            retries, retry_errors = request_retries(metadata)
+            terms = request_terms(metadata)
         except ProtocolError as error:
             self._refuse_request(client, header, answer_type, str(error))
             return
@@ -512,9 +517,9 @@ class Hub:
         # parent, metadata, content and buffers go to the engines as received
         payload = parts[2:]
         if balanced:
-            routing = self.router.route_task(client, header, targets, payload, timeout, retries, retry_errors)
+            routing = self.router.route_task(client, header, targets, payload, terms)
         else:
-            routing = self.router.route_request(client, header, targets, payload, timeout)
+            routing = self.router.route_request(client, header, targets, payload, terms)
         self._deliver(routing.deliveries)
         if routing.failures:
             self._refuse(f"{header['msg_type']} {header['msg_id']}", "it names an engine that does not exist")
@@ -566,7 +571,7 @@ class Hub:
     def _clock(self, engine_id: int) -> None:
         """Start the clock of what engine ``engine_id`` runs now, if it changed."""
         running = self.router.running(engine_id)
-        self.deadlines.running(engine_id, running and running.header["msg_id"], running and running.timeout,
+        self.deadlines.running(engine_id, running and running.header["msg_id"], running and running.terms.timeout,
                                time.monotonic())
 
     async def _enforce_deadlines(self) -> None:
@@ -619,6 +624,35 @@ class Hub:
             self.pump.wrote(self.requests)
             self._keep(failure.parent["msg_id"], failure.engine_id, frames[1:])
 
+    def _count_clients(self, frames: list) -> None:
+        event = parse_monitor_message([frame.bytes for frame in frames])["event"]
+        self._clients_connected += 1 if event == zmq.EVENT_ACCEPTED else -1
+
+    def _status(self) -> dict:
+        now = time.monotonic()
+        facts = [self._engine_facts(engine, now) for engine in self.engines.values()]
+        self.usage.forget({f.pid for f in facts if f.pid is not None})
+        return status_content(facts, self.router.tasks(), self.deadlines.started(), now, time.time(),
+                              max(self._clients_connected, 0), len(self.results), self.results.nbytes,
+                              now - self._started_at)
+
+    def _engine_facts(self, engine: Engine, now: float) -> EngineFacts:
+        watcher = self._watchers.get(engine.id)
+        if engine.id in self.router.restarting:
+            lifecycle = "restarting"
+        elif engine.id in self.router.load:
+            lifecycle = "up"
+        else:
+            lifecycle = "dead" if watcher is not None and watcher.done() else "starting"
+        if isinstance(engine, LocalEngine):
+            kind, host, same_host = "local", gethostname(), True
+        else:
+            kind = self.launcher.label if engine.id in self.launcher.job_engine_ids else "registered"
+            host, same_host = getattr(engine, "host", "?"), engine.shares_memory
+        usage = self.usage.sample(engine.pid) if same_host and lifecycle != "dead" else None
+        last = self.heart.last_answer(engine.id)
+        return EngineFacts(engine.id, kind, host, engine.pid, lifecycle, None if last is None else now - last, usage)
+
     def _hub_info(self) -> dict:
         return {
             "status": "ok",
@@ -643,15 +677,18 @@ class Hub:
         except digest.BuffersRefused as error:  # forwarded all the same: its client says why it cannot read it
             self._refuse(f"the segments of engine {engine.id}'s reply {msg_id}", str(error))
             segments = None
-        if self.router.retries_errors(msg_id) and segments is None:
+        try:  # a small object: whether the request failed, for the counts and for retries
             content = wire.load(parts[4])
-            if content.get("status") == "error":
-                routing = self.router.retry(msg_id, f"it raised {content.get('ename')}: {content.get('evalue')}")
-                self._clock(engine.id)
-                self._send_retries(routing.retries)
-                self._deliver(routing.deliveries)
-                return
-        client, freed = self.router.on_reply(msg_id)
+        except ValueError:
+            content = {}
+        failed = isinstance(content, dict) and content.get("status") == "error"
+        if failed and segments is None and self.router.retries_errors(msg_id):
+            routing = self.router.retry(msg_id, f"it raised {content.get('ename')}: {content.get('evalue')}")
+            self._clock(engine.id)
+            self._send_retries(routing.retries)
+            self._deliver(routing.deliveries)
+            return
+        client, freed = self.router.on_reply(msg_id, failed)
         self._clock(engine.id)
         if client is not None:
             self.requests.send_multipart([client, *frames], copy=False)

@@ -26,7 +26,14 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import CONTROL_REQUESTS, ENGINE_REQUESTS, engine_error_content, error_content, per_engine_header
+from ..protocol import (
+    CONTROL_REQUESTS,
+    ENGINE_REQUESTS,
+    RequestTerms,
+    engine_error_content,
+    error_content,
+    per_engine_header,
+)
 
 
 @dataclass
@@ -36,8 +43,8 @@ class Pending:
     client: bytes
     engine_id: int
     header: dict
-    #: seconds it may run (None: no limit); once it has run longer, its client has been told
-    timeout: float | None = None
+    terms: RequestTerms = RequestTerms()
+    #: it ran past ``terms.timeout``, and its client has been told
     timed_out: bool = False
     #: the load-balanced task it is, kept while it may be tried again
     task: Task | None = None
@@ -89,10 +96,9 @@ class Task:
     header: dict
     candidates: list[int] | None
     payload: Any
-    timeout: float | None = None
-    #: further tries it may have, whether an error (not only its engine's death) earns one, tries so far
-    retries: int = 0
-    retry_errors: bool = False
+    terms: RequestTerms = RequestTerms()
+    #: further tries it may still have, and tries so far
+    retries_left: int = 0
     tries: int = 1
     #: the engine it last failed on, which it goes back to only if no other candidate is left
     avoid: int | None = None
@@ -105,7 +111,7 @@ class Held:
     client: bytes
     header: dict
     payload: Any
-    timeout: float | None = None
+    terms: RequestTerms = RequestTerms()
 
 
 @dataclass
@@ -129,14 +135,15 @@ class Router:
         self.queue: deque[Task] = deque()
         #: engines being restarted, and the direct requests waiting for each
         self.restarting: dict[int, list[Held]] = {}
-        #: engine id -> requests it has answered (control requests aside)
+        #: engine id -> requests it has answered (control requests aside), and of those with an error
         self.completed: Counter[int] = Counter()
+        self.failed: Counter[int] = Counter()
 
     def add_engine(self, engine_id: int) -> Routing:
         """An engine is ready (a restarted one gets what waited for it, in order)."""
         self.load[engine_id] = 0
         held = self.restarting.pop(engine_id, [])
-        deliveries = [self._send(h.client, engine_id, h.header, h.payload, h.timeout) for h in held]
+        deliveries = [self._send(h.client, engine_id, h.header, h.payload, h.terms) for h in held]
         return Routing(deliveries=deliveries + self._dispatch())
 
     def known(self, engine_id: int) -> bool:
@@ -144,29 +151,29 @@ class Router:
         return engine_id in self.load or engine_id in self.restarting
 
     def route_request(self, client: bytes, header: dict, targets: list[int], payload: Any,
-                      timeout: float | None = None) -> Routing:
+                      terms: RequestTerms = RequestTerms()) -> Routing:
         """Fan a client's request out to its targets; unknown targets fail at once."""
         routing = Routing()
         for engine_id in targets:
             copy = per_engine_header(header, engine_id)
             if engine_id in self.load:
-                routing.deliveries.append(self._send(client, engine_id, copy, payload, timeout))
+                routing.deliveries.append(self._send(client, engine_id, copy, payload, terms))
             elif engine_id in self.restarting:
-                self.restarting[engine_id].append(Held(client, copy, payload, timeout))
+                self.restarting[engine_id].append(Held(client, copy, payload, terms))
             else:
                 routing.failures.append(self._failure(client, copy, engine_id, "does not exist"))
         return routing
 
     def route_task(self, client: bytes, header: dict, candidates: list[int] | None, payload: Any,
-                   timeout: float | None = None, retries: int = 0, retry_errors: bool = False) -> Routing:
+                   terms: RequestTerms = RequestTerms()) -> Routing:
         """Queue a load-balanced task and send whatever can go now."""
         unknown = [e for e in candidates or () if not self.known(e)]
         if unknown:
             return Routing(failures=[self._failure(client, header, unknown[0], "does not exist")])
-        self.queue.append(Task(client, header, candidates, payload, timeout, retries, retry_errors))
+        self.queue.append(Task(client, header, candidates, payload, terms, terms.retries))
         return Routing(deliveries=self._dispatch())
 
-    def on_reply(self, parent_msg_id: str) -> tuple[bytes | None, list[Delivery]]:
+    def on_reply(self, parent_msg_id: str, failed: bool = False) -> tuple[bytes | None, list[Delivery]]:
         """The client waiting for this reply (None if none is, or it was told of a timeout),
         and the queued tasks the freed engine can take."""
         pending = self.pending.pop(parent_msg_id, None)
@@ -175,13 +182,14 @@ class Router:
         self.load[pending.engine_id] -= 1
         if pending.header["msg_type"] not in CONTROL_REQUESTS:
             self.completed[pending.engine_id] += 1
+            self.failed[pending.engine_id] += failed
         return None if pending.timed_out else pending.client, self._dispatch()
 
     def retries_errors(self, msg_id: str) -> bool:
         """Whether an error reply to ``msg_id`` is to be tried again rather than passed on."""
         pending = self.pending.get(msg_id)
-        return (pending is not None and pending.task is not None and pending.task.retry_errors
-                and pending.task.retries > 0 and not pending.timed_out)
+        return (pending is not None and pending.task is not None and pending.terms.retry_errors
+                and pending.task.retries_left > 0 and not pending.timed_out)
 
     def retry(self, msg_id: str, reason: str) -> Routing:
         """Engine's reply to ``msg_id`` was an error (``reason``) that :meth:`retries_errors` allows to retry."""
@@ -198,17 +206,18 @@ class Router:
                 return pending
         return None
 
-    def queue_status(self) -> dict:
-        """Per engine, the msg_ids it runs and those waiting for it (in it, or here while it restarts)
-        and how many it has answered; and the load-balanced tasks no engine has taken yet."""
+    def tasks(self) -> dict:
+        """Per engine, the task it runs and those waiting for it (in it, or here while it restarts), each
+        as ``{msg_id, name, label}``, and how many it answered and of those failed; and the load-balanced
+        tasks no engine has taken yet."""
         engines = {}
         for engine_id in sorted(set(self.load) | set(self.restarting)):
-            outstanding = [msg_id for msg_id, p in self.pending.items()
+            outstanding = [_listed(p.header, p.terms) for p in self.pending.values()
                            if p.engine_id == engine_id and p.header["msg_type"] not in CONTROL_REQUESTS]
-            held = [h.header["msg_id"] for h in self.restarting.get(engine_id, [])]
+            held = [_listed(h.header, h.terms) for h in self.restarting.get(engine_id, [])]
             engines[engine_id] = {"running": outstanding[:1], "queue": outstanding[1:] + held,
-                                  "completed": self.completed[engine_id]}
-        return {"engines": engines, "unassigned": [task.header["msg_id"] for task in self.queue]}
+                                  "completed": self.completed[engine_id], "failed": self.failed[engine_id]}
+        return {"engines": engines, "unassigned": [_listed(t.header, t.terms) for t in self.queue]}
 
     def time_out(self, msg_id: str, engine_id: int, elapsed: float) -> Failure | None:
         """Request ``msg_id`` ran ``elapsed`` seconds on ``engine_id``, past its timeout: the failure its
@@ -218,7 +227,7 @@ class Router:
             return None
         pending.timed_out = True
         content = error_content("TaskTimeout", f"engine {engine_id} ran request {msg_id} for {elapsed:.3g} s, "
-                                f"past its timeout of {pending.timeout:g} s; the engine was interrupted",
+                                f"past its timeout of {pending.terms.timeout:g} s; the engine was interrupted",
                                 engine_id=engine_id)
         return Failure(pending.client, ENGINE_REQUESTS[pending.header["msg_type"]], pending.header, content,
                        engine_id)
@@ -274,7 +283,7 @@ class Router:
             pending = self.pending.pop(msg_id)
             if pending.timed_out:
                 continue
-            if pending.task is not None and pending.task.retries > 0:
+            if pending.task is not None and pending.task.retries_left > 0:
                 routing.retries.append(self._requeue(pending, reason))
             else:
                 routing.failures.append(self._failure(pending.client, pending.header, engine_id, reason))
@@ -322,8 +331,8 @@ class Router:
                 skipped.append(task)
                 continue
             engine_id = min(room, key=lambda e: (self.load[e], e))
-            deliveries.append(self._send(task.client, engine_id, task.header, task.payload, task.timeout))
-            if task.retries > 0:
+            deliveries.append(self._send(task.client, engine_id, task.header, task.payload, task.terms))
+            if task.retries_left > 0:
                 self.pending[task.header["msg_id"]].task = task
             if self.load[engine_id] >= self.high_water_mark:
                 free.discard(engine_id)
@@ -331,15 +340,15 @@ class Router:
         return deliveries
 
     def _send(self, client: bytes, engine_id: int, header: dict, payload: Any,
-              timeout: float | None = None) -> Delivery:
-        self.pending[header["msg_id"]] = Pending(client, engine_id, header, timeout)
+              terms: RequestTerms = RequestTerms()) -> Delivery:
+        self.pending[header["msg_id"]] = Pending(client, engine_id, header, terms)
         self.load[engine_id] += 1
         return Delivery(engine_id, header, payload)
 
     def _requeue(self, pending: Pending, reason: str) -> Retry:
         """Put a failed task back at the head of the queue for one more try."""
         task = pending.task
-        task.retries -= 1
+        task.retries_left -= 1
         task.tries += 1
         task.avoid = pending.engine_id
         self.queue.appendleft(task)
@@ -353,3 +362,7 @@ class Router:
     def _failure(client: bytes, header: dict, engine_id: int, reason: str) -> Failure:
         content = engine_error_content(engine_id, header["msg_id"], reason)
         return Failure(client, ENGINE_REQUESTS[header["msg_type"]], header, content, engine_id)
+
+
+def _listed(header: dict, terms: RequestTerms) -> dict:
+    return {"msg_id": header["msg_id"], "name": terms.name, "label": terms.label}
