@@ -27,6 +27,7 @@ _LAZY = {
     "UnmetDependencyError": "pxmagic.error",
     "TaskTimeout": "pxmagic.error",
     "register_joblib_backend": "pxmagic.joblib_backend",
+    "progress": "pxmagic.client.progress",
 }
 
 __all__ = sorted(_LAZY)

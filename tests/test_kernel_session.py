@@ -105,3 +105,23 @@ def test_await_in_a_notebook_cell(kernel):
     messages = run(kernel, "try:\n    await rc[0].apply_async(lambda: 1 / 0)\nexcept Exception as e:\n"
                            "    print('raised', type(e).__name__, e.ename)")
     assert "raised RemoteError ZeroDivisionError" in streamed_text(messages)
+
+
+def test_progress_of_work_not_waited_for_advances_while_the_kernel_is_free(kernel):
+    started = time.monotonic()
+    messages = run(kernel, "import time, pxmagic\nar = rc[:].apply_async(time.sleep, 2)\npxmagic.progress(ar)")
+    assert time.monotonic() - started < 1.5, "the cell waited for the work"
+    [shown] = [m for _, m in messages if m["msg_type"] == "display_data"]
+    display_id = shown["content"]["transient"]["display_id"]
+    assert f"0/{N_ENGINES} tasks" in shown["content"]["data"]["text/plain"]
+    free = run(kernel, "print('free to go on')")
+    assert "free to go on" in streamed_text(free) and time.monotonic() - started < 2, "another cell ran meanwhile"
+    updates = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        msg = kernel.get_iopub_msg(timeout=20)
+        if msg["msg_type"] == "update_display_data" and msg["content"]["transient"]["display_id"] == display_id:
+            updates.append(msg["content"]["data"]["text/plain"])
+            if "done in" in updates[-1]:
+                break
+    assert updates and updates[-1].startswith(f"sleep: {N_ENGINES}/{N_ENGINES} tasks, done in 2.")

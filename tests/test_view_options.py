@@ -121,3 +121,14 @@ def test_queue_status_of_a_busy_engine(rc):
     assert verbose["running"] == running.msg_ids and verbose["queue"] == queued.msg_ids
     assert [r.result(timeout=30) for r in (running, queued, waiting)] == [None, 1, 2]
     assert rc.queue_status(3) == {"queue": 0, "running": 0, "completed": before + 3}
+
+
+def test_progress_outside_a_notebook_is_a_text_bar_that_finishes(rc, capfd):
+    import pxmagic
+
+    result = rc[:].apply_async(time.sleep, 0.5)
+    watcher = pxmagic.progress(result)
+    assert not result.done(), "progress returned before the work was done"
+    watcher.join(timeout=30)
+    assert not watcher.is_alive() and result.done()
+    assert f"{N_ENGINES}/{N_ENGINES}" in capfd.readouterr().err
