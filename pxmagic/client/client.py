@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import html
 import logging
 import time
 import weakref
@@ -87,6 +88,8 @@ class Client:
         self.connection_file = path
         info = connection.read_client_file(path)
         self.profile = info.get("profile", profile or "default")
+        #: the URL (with its token) of the live dashboard, if the hub serves one (``Cluster(dashboard=True)``)
+        self.dashboard_link: str | None = info.get("dashboard_url")
         self.session = Session(
             key=info["key"].encode(),
             signature_scheme=info["signature_scheme"],
@@ -655,6 +658,21 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<pxmagic.Client {self.connection_file} engines={self.ids}>"
+
+    def _repr_html_(self) -> str:
+        link = (f'; <a href="{html.escape(self.dashboard_link)}" target="_blank">dashboard</a>'
+                if self.dashboard_link else "")
+        return (f"<b>pxmagic.Client</b>: {len(self.ids)} engines {html.escape(str(self.ids))}, profile "
+                f"{html.escape(self.profile)}{link}")
+
+    def dashboard(self, width: str = "100%", height: int = 900) -> Any:
+        """The live dashboard inside a notebook cell (an IFrame of :attr:`dashboard_link`)."""
+        if not self.dashboard_link:
+            raise RuntimeError("this cluster serves no dashboard: start it with Cluster(dashboard=True) or "
+                               "pxcluster start --dashboard")
+        from IPython.display import IFrame
+
+        return IFrame(self.dashboard_link, width=width, height=height)
 
 
 def _copy_slot(source_index: int, target: AsyncResult, index: int, source: AsyncResult) -> None:

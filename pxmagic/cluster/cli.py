@@ -7,7 +7,7 @@ import time
 
 from .. import connection
 from ..error import PxError
-from ..hub.__main__ import add_curve_option, add_engine_options, check_engine_options
+from ..hub.__main__ import add_curve_option, add_dashboard_option, add_engine_options, check_engine_options
 from ..hub.archive import ArchiveError
 from ..hub.store import StoreOptions, options_from_arguments, store_arguments
 from .launcher import ENGINE_SETTINGS, ClusterError, engine_options, start_hub, stop_hub
@@ -27,11 +27,17 @@ def _start(args: argparse.Namespace) -> int:
         print(f"pxcluster: {error}", file=sys.stderr)
         return 2
     options = engine_options(args.engines, **{name: getattr(args, name) for name in ENGINE_SETTINGS})
+    if args.dashboard is not None:
+        options += ["--dashboard", str(args.dashboard)]
     if args.daemonize:
         hub = start_hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.timeout,
                         curve=args.curve, restart_engines=args.restart_engines, store=store, hub_options=options)
+        path = connection.client_file(args.profile, args.cluster_id)
         print(f"cluster started: {args.n} engines ready ({args.engines}), hub pid {hub.pid}, "
-              f"connection file {connection.client_file(args.profile, args.cluster_id)}")
+              f"connection file {path}")
+        dashboard = connection.read_client_file(path).get("dashboard_url")
+        if dashboard:
+            print(f"dashboard: {dashboard}")
         return 0
     from ..hub.__main__ import main as hub_main
 
@@ -121,6 +127,7 @@ def parser(start_defaults: dict | None = None) -> argparse.ArgumentParser:
                             "kernel provisioner, if it names one, launches them")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the engines")
     add_engine_options(start)
+    add_dashboard_option(start)
     # only what the user sets is passed on: the hub knows its own defaults
     start.set_defaults(**{name: None for name in ENGINE_SETTINGS if name != "hosts"})
     store_arguments(start)

@@ -33,6 +33,9 @@ class Cluster:
     many engines as ``hosts`` names.  ``curve`` (CurveZMQ encryption) is on
     when ``ip`` is not loopback or engines come over ssh, unless ``False``.
 
+    ``dashboard=True`` (or a port) has the hub serve a live page of the
+    cluster (``pxmagic[dashboard]``); ``rc.dashboard_link`` gives its URL.
+
     ``store="sqlite"`` keeps every result on disk as well as in the hub's
     memory, where at most ``max_results`` results and ``max_results_mb`` MB
     are kept (``python -m pxmagic.hub --help`` says more).
@@ -53,11 +56,17 @@ class Cluster:
         max_results: int = DEFAULT_MAX_RESULTS,
         max_results_mb: float = DEFAULT_MAX_BYTES / MB,
         engines: str = "local",
+        dashboard: bool | int = False,
         **engine_settings: str | float | None,
     ):
         if engines not in ENGINE_KINDS:
             raise ValueError(f"engines must be one of {', '.join(ENGINE_KINDS)}, not {engines!r}")
         self._hub_options = engine_options(engines, **engine_settings)
+        if dashboard is not False:
+            port = 0 if dashboard is True else dashboard
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError(f"dashboard is True, False or a port number, not {dashboard!r}")
+            self._hub_options += ["--dashboard", str(port)]
         settled = argparse.Namespace(engines=engines, hosts=engine_settings.get("hosts") or "", n=n, curve=curve,
                                      ip=ip)
         problem = check_engine_options(settled, default_n=4)

@@ -70,6 +70,12 @@ def add_curve_option(parser: argparse.ArgumentParser) -> None:
                              "loopback, or engines come over ssh; --no-curve opts out)")
 
 
+def add_dashboard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dashboard", type=int, nargs="?", const=0, default=None, metavar="PORT",
+                        help="serve the live dashboard on --ip, at PORT (default: a free one); "
+                             "needs pip install 'pxmagic[dashboard]'")
+
+
 def check_engine_options(args: argparse.Namespace, default_n: int) -> str | None:
     """Settle ``args.n`` and ``args.curve`` for the chosen engines; say what is wrong, if anything.
 
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=None,
                         help="stop when this process (the one that started the hub) exits")
     parser.add_argument("--log-level", default="INFO")
+    add_dashboard_option(parser)
     add_engine_options(parser)
     store_arguments(parser)
     args = parser.parse_args(argv)
@@ -123,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-n must be at least 1")
     if args.heartbeat_period <= 0:
         parser.error("--heartbeat-period must be positive")
+    if args.dashboard is not None and not 0 <= args.dashboard <= 65535:
+        parser.error(f"--dashboard takes a port number from 0 to 65535, not {args.dashboard}")
     try:
         store = options_from_arguments(args)
     except ValueError as error:
@@ -139,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hub = Hub(args.n, args.profile, args.cluster_id, args.ip, args.kernel_name, args.start_timeout,
                   args.parent_pid, args.curve, args.restart_engines, store, make_launcher(args),
-                  args.heartbeat_period)
+                  args.heartbeat_period, args.dashboard)
         asyncio.run(hub.run())
     except (EngineStartError, ArchiveError) as error:
         log.error("%s", error)

@@ -76,6 +76,7 @@ from ..protocol import (
     stored_results_message,
 )
 from .deadlines import Deadlines
+from .history import Finished, TaskHistory
 from .status import EngineFacts, status_content
 from .usage import UsageSampler
 from .engines import KERNEL_NAME, LIVENESS_PERIOD, Engine, EngineStartError, LocalEngine, allow_many_engines
@@ -117,8 +118,12 @@ class Hub:
         store: StoreOptions | None = None,
         launcher: Launcher | None = None,
         heartbeat_period: float = DEFAULT_PERIOD,
+        dashboard_port: int | None = None,
     ):
         self.n = n
+        #: serve the live dashboard on this port of ``ip`` (0: any free one; None: no dashboard)
+        self.dashboard_port = dashboard_port
+        self.dashboard_url: str | None = None
         self.profile = profile
         self.cluster_id = cluster_id
         self.ip = ip
@@ -152,6 +157,7 @@ class Hub:
         self.segments = SegmentBook()
         self.deadlines = Deadlines()
         self.usage = UsageSampler()
+        self.history = TaskHistory()
         self._started_at = time.monotonic()
         #: clients connected to the requests socket now (its monitor counts them in and out)
         self._clients_connected = 0
@@ -191,6 +197,12 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._beat()))
         self._tasks.append(asyncio.create_task(self._enforce_deadlines()))
         self._tasks.append(asyncio.create_task(self.heart.run()))
+        if self.dashboard_port is not None:
+            from ..dashboard import server as dashboard
+
+            _, self.dashboard_url = dashboard.start(self._status, self.history, secrets.token_urlsafe(24), self.ip,
+                                                    self.dashboard_port)
+            log.info("dashboard at %s", self.dashboard_url)
         try:
             await self._start_engines()
             connection.write_secret_json(self.client_file, {
@@ -204,6 +216,7 @@ class Hub:
                 "profile": self.profile,
                 "cluster_id": self.cluster_id,
                 "engines": self.n,
+                "dashboard_url": self.dashboard_url,
             })
             log.info("%d engines ready; connection file %s", self.n, self.client_file)
             self.pump.serve(self.requests, self._handle_client_message)
@@ -512,6 +525,7 @@ class Hub:
         except ProtocolError as error:
             self._refuse_request(client, header, answer_type, str(error))
             return
+        self.history.moved(sum(map(len, parts)) + digest.segment_bytes(metadata.get("buffer_digests")))
         self.results.release(received)
         self.segments.received(received)
         # parent, metadata, content and buffers go to the engines as received
@@ -624,6 +638,18 @@ class Hub:
             self.pump.wrote(self.requests)
             self._keep(failure.parent["msg_id"], failure.engine_id, frames[1:])
 
+    def _record(self, engine_id: int, msg_id: str, failed: bool, parts: list, segments: Any) -> None:
+        """Note a reply in the task history (its task, run times, outcome) and its bytes."""
+        pending = self.router.pending.get(msg_id)
+        if pending is None or pending.header["msg_type"] in CONTROL_REQUESTS:
+            return
+        now, wall = time.monotonic(), time.time()
+        since = self.deadlines.started().get(msg_id, now)
+        self.history.finished(Finished(engine_id, msg_id, pending.terms.name, pending.terms.label,
+                                       wall - (now - since), wall, failed))
+        buffers = [memoryview(b).nbytes for b in segments[1]] if segments else list(map(len, parts[5:]))
+        self.history.moved(sum(map(len, parts[:5])) + sum(buffers))
+
     def _count_clients(self, frames: list) -> None:
         event = parse_monitor_message([frame.bytes for frame in frames])["event"]
         self._clients_connected += 1 if event == zmq.EVENT_ACCEPTED else -1
@@ -688,6 +714,7 @@ class Hub:
             self._send_retries(routing.retries)
             self._deliver(routing.deliveries)
             return
+        self._record(engine.id, msg_id, failed, parts, segments)
         client, freed = self.router.on_reply(msg_id, failed)
         self._clock(engine.id)
         if client is not None:

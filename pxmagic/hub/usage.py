@@ -5,7 +5,8 @@ registered from its host, so it can read their use without a message to
 them and without psutil (a test-only dependency): ``/proc/PID/statm`` gives
 the resident set, ``/proc/PID/stat`` the CPU time, and the CPU share is the
 CPU time used between two samples over the wall time between them (100 is
-one core).  Engines on other hosts are not sampled here.
+one core), and at a process's first sample its average since it started.
+Engines on other hosts are not sampled here.
 """
 from __future__ import annotations
 
@@ -23,15 +24,17 @@ class Usage:
     cpu_percent: float | None
 
 
-def _read(pid: int) -> tuple[int, float]:
-    """(resident bytes, CPU seconds so far) of ``pid``; OSError if it is gone or not readable."""
+def _read(pid: int) -> tuple[int, float, float]:
+    """(resident bytes, CPU seconds so far, seconds since it started) of ``pid``; OSError if it is gone."""
     with open(f"/proc/{pid}/statm") as statm:
         resident_pages = int(statm.read().split()[1])
     with open(f"/proc/{pid}/stat") as stat:
         # the command name, in parentheses, may hold spaces: the fields after it are fixed
         fields = stat.read().rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return resident_pages * PAGE_SIZE, (utime + stime) / CLOCK_TICKS
+    utime, stime, started = int(fields[11]), int(fields[12]), int(fields[19])
+    with open("/proc/uptime") as uptime:
+        age = float(uptime.read().split()[0]) - started / CLOCK_TICKS
+    return resident_pages * PAGE_SIZE, (utime + stime) / CLOCK_TICKS, age
 
 
 class UsageSampler:
@@ -43,11 +46,11 @@ class UsageSampler:
         self._last: dict[int, tuple[float, float]] = {}
 
     def sample(self, pid: int | None) -> Usage | None:
-        """The use of ``pid`` now (CPU share None at its first sample); None if it cannot be read."""
+        """The use of ``pid`` now; None if it cannot be read."""
         if pid is None:
             return None
         try:
-            rss, cpu_seconds = _read(pid)
+            rss, cpu_seconds, age = _read(pid)
         except (OSError, ValueError, IndexError):
             self._last.pop(pid, None)
             return None
@@ -55,7 +58,7 @@ class UsageSampler:
         previous = self._last.get(pid)
         self._last[pid] = (now, cpu_seconds)
         if previous is None or now <= previous[0]:
-            return Usage(rss, None)
+            return Usage(rss, 100.0 * cpu_seconds / age if age > 0 else None)
         return Usage(rss, 100.0 * (cpu_seconds - previous[1]) / (now - previous[0]))
 
     def forget(self, live_pids: set[int]) -> None:
