@@ -51,6 +51,9 @@ HUB_START_ENGINES_REQUEST = "hub_start_engines_request"
 HUB_START_ENGINES_REPLY = "hub_start_engines_reply"
 HUB_STOP_ENGINES_REQUEST = "hub_stop_engines_request"
 HUB_STOP_ENGINES_REPLY = "hub_stop_engines_reply"
+#: iopub topic on which an engine reports its memory and CPU (``pxmagic.usage``) for the hub's status
+USAGE_TOPIC = b"pxmagic.usage"
+ENGINE_USAGE = "engine_usage"
 #: the hub tells a client that its load-balanced task failed and goes for another try
 TASK_RETRY = "task_retry"
 #: what the hub knows of a result asked for: it holds it, it is still to come, or it has none

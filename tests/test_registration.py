@@ -324,3 +324,18 @@ def test_with_curve_an_engine_registers_and_hears_the_hub_through_curvezmq(engin
         assert rc[1].apply_sync(os.getpid) == engine.pid
         time.sleep(12)  # longer than the engine's hub timeout: it hears the (encrypted) heartbeat
         assert engine.poll() is None and rc.ids == [0, 1]
+
+
+def test_an_engine_elsewhere_reports_its_own_memory_and_cpu(cluster, rc, engines):
+    """An engine that does not share the hub's host (here: told not to use shared memory, as one on
+    another host cannot) is not read from /proc by the hub: it reports its use itself."""
+    engine = engines(engine_file(cluster), env={"PXMAGIC_SHARED_MEMORY": "0"})
+    assert wait_until(lambda: len(rc.ids) >= 2, 60)
+    new_id = max(rc.ids)
+    assert rc[new_id].apply_sync(os.getpid) == engine.pid
+    assert wait_until(lambda: rc.status().engine(new_id).rss_bytes is not None, 10)
+    status = rc.status().engine(new_id)
+    assert status.kind == "registered" and status.cpu_percent is not None
+    assert status.rss_bytes == pytest.approx(psutil.Process(engine.pid).memory_info().rss, rel=0.3)
+    rc[new_id].apply_async(busy(3.0))
+    assert wait_until(lambda: (rc.status().engine(new_id).cpu_percent or 0) > 50, 10), "a busy engine reports too"

@@ -83,6 +83,14 @@ def test_pxstatus_and_pxcluster_status_print_the_table(rc, cluster):
     assert out.count(f"{N_ENGINES} engines") >= 2, "--watch printed the table again"
 
 
+def test_a_map_label_names_its_tasks(rc):
+    lview = rc.load_balanced_view(targets=[0])
+    result = lview.map(time.sleep, [1.5, 0], label="mapped nap", block=False)
+    assert wait_until(lambda: [t.label for t in rc.status().engine(0).running] == ["mapped nap"], 5)
+    result.get(timeout=30)
+    assert lview.label is None
+
+
 def test_a_killed_engine_shows_as_dead(rc):
     pid = rc[N_ENGINES - 1].apply_sync(os.getpid)
     os.kill(pid, signal.SIGKILL)

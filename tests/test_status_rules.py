@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from pxmagic.hub.status import EngineFacts, status_content
-from pxmagic.hub.usage import Usage, UsageSampler
+from pxmagic.usage import Usage, UsageSampler
 
 
 def test_engine_states_tasks_and_usage_are_laid_out():

@@ -190,12 +190,15 @@ class View:
     def map(self, f: Callable, *sequences: Any, block: bool | None = None, **options: Any) -> Any:
         """Parallel ``map(f, *sequences)``: a list in input order.
 
-        Like builtin ``map``, several sequences stop at the shortest.
+        Like builtin ``map``, several sequences stop at the shortest.  ``label=`` names its tasks where
+        the hub lists them (as :attr:`label` does for every call of the view).
         """
         if not sequences:
             raise TypeError("map() needs at least one sequence")
         seqs = [partition.as_sequence(s, "map's sequence") for s in sequences]
-        return self._distribute(f, seqs, {}, True, block, **options)
+        label = options.pop("label", None)
+        with self.temp_flags(label=label) if label is not None else contextlib.nullcontext():
+            return self._distribute(f, seqs, {}, True, block, **options)
 
     def map_sync(self, f: Callable, *sequences: Any, **options: Any) -> list:
         return self.map(f, *sequences, block=True, **options)

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,9 +27,17 @@ from ipykernel.zmqshell import ZMQExitAutocall
 from jupyter_client.session import utcnow
 from traitlets import Float
 
-from .. import digest, serialize, sharedmem, wire
+from .. import digest, serialize, sharedmem, usage, wire
 from ..error import RemoteError
-from ..protocol import APPLY_REPLY, ENGINE_ABORT_REQUEST, ENGINE_ID_ENV, error_content, reply_type
+from ..protocol import (
+    APPLY_REPLY,
+    ENGINE_ABORT_REQUEST,
+    ENGINE_ID_ENV,
+    ENGINE_USAGE,
+    USAGE_TOPIC,
+    error_content,
+    reply_type,
+)
 from ..replay import RefusalLog
 
 
@@ -241,6 +250,19 @@ class EngineKernel(IPythonKernel):
         self._shell_backlog = 0
         self.shell_stream.on_recv(self._on_shell_message, copy=False)
         self._wake_on_signals()
+        threading.Thread(target=self._report_usage, name="pxmagic-usage", daemon=True).start()
+
+    def _report_usage(self) -> None:
+        """Tell the hub this engine's memory and CPU every few seconds, from a thread, so that a busy
+        engine reports too (the hub reads engines on its own host itself; those elsewhere need this)."""
+        sampler = usage.UsageSampler()
+        while True:
+            sample = sampler.sample(os.getpid())
+            if sample is not None:
+                self.session.send(self.iopub_socket, ENGINE_USAGE, {"rss_bytes": sample.rss_bytes,
+                                                                   "cpu_percent": sample.cpu_percent},
+                                  ident=USAGE_TOPIC)
+            time.sleep(usage.REPORT_PERIOD)
 
     def _wake_on_signals(self) -> None:
         """Let a signal wake the event loop at once.

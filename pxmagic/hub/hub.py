@@ -61,6 +61,7 @@ from ..protocol import (
     HUB_RESULT_REQUEST,
     HUB_TOPIC,
     TASK_RETRY,
+    USAGE_TOPIC,
     RESULT_DONE,
     ProtocolError,
     abort_msg_ids,
@@ -78,7 +79,7 @@ from ..protocol import (
 from .deadlines import Deadlines
 from .history import Finished, TaskHistory
 from .status import EngineFacts, status_content
-from .usage import UsageSampler
+from ..usage import Usage, UsageSampler
 from .engines import KERNEL_NAME, LIVENESS_PERIOD, Engine, EngineStartError, LocalEngine, allow_many_engines
 from .heartbeat import DEFAULT_PERIOD, HeartMonitor
 from .interrupts import StuckWatch
@@ -158,6 +159,8 @@ class Hub:
         self.deadlines = Deadlines()
         self.usage = UsageSampler()
         self.history = TaskHistory()
+        #: what engines on other hosts last said of their memory and CPU
+        self.reported_usage: dict[int, Usage] = {}
         self._started_at = time.monotonic()
         #: clients connected to the requests socket now (its monitor counts them in and out)
         self._clients_connected = 0
@@ -295,6 +298,7 @@ class Hub:
     def _forget(self, engine: Engine) -> None:
         """Let go of an engine that cannot come back (registered engines are not restarted)."""
         self.heart.discard(engine.id)
+        self.reported_usage.pop(engine.id, None)
         if self.engines.get(engine.id) is engine:
             del self.engines[engine.id]
         for socket in (engine.shell, engine.control, engine.iopub):
@@ -650,6 +654,17 @@ class Hub:
         buffers = [memoryview(b).nbytes for b in segments[1]] if segments else list(map(len, parts[5:]))
         self.history.moved(sum(map(len, parts[:5])) + sum(buffers))
 
+    def _note_usage(self, engine: Engine, frames: list) -> None:
+        _, parts = self.session.feed_identities(frames, copy=False)
+        if not wire.verify(self.session, parts):
+            self._refuse(f"a usage report from engine {engine.id}", "its signature is missing, wrong or replayed")
+            return
+        try:
+            content = wire.load(parts[4])
+            self.reported_usage[engine.id] = Usage(int(content["rss_bytes"]), content.get("cpu_percent"))
+        except (ValueError, KeyError, TypeError) as error:
+            self._refuse(f"a usage report from engine {engine.id}", f"it is malformed ({error})")
+
     def _count_clients(self, frames: list) -> None:
         event = parse_monitor_message([frame.bytes for frame in frames])["event"]
         self._clients_connected += 1 if event == zmq.EVENT_ACCEPTED else -1
@@ -675,7 +690,10 @@ class Hub:
         else:
             kind = self.launcher.label if engine.id in self.launcher.job_engine_ids else "registered"
             host, same_host = getattr(engine, "host", "?"), engine.shares_memory
-        usage = self.usage.sample(engine.pid) if same_host and lifecycle != "dead" else None
+        if lifecycle == "dead":
+            usage = None
+        else:
+            usage = self.usage.sample(engine.pid) if same_host else self.reported_usage.get(engine.id)
         last = self.heart.last_answer(engine.id)
         return EngineFacts(engine.id, kind, host, engine.pid, lifecycle, None if last is None else now - last, usage)
 
@@ -760,6 +778,9 @@ class Hub:
         self._reply(client, HUB_PURGE_REPLY, header, {"status": "ok", "purged": purged})
 
     def _relay_output(self, engine: Engine, frames: list) -> None:
+        if frames[0].bytes == USAGE_TOPIC:  # for the hub's status, not for clients
+            self._note_usage(engine, frames)
+            return
         topic = iopub_topic(engine.id, frames[0].bytes)
         self.publisher.send_multipart([topic, *frames[1:]], copy=False)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .usage import Usage
+from ..usage import Usage
 
 ENGINE_STATES = ("starting", "idle", "busy", "dead", "restarting")
 

@@ -1,12 +1,12 @@
-"""Memory and CPU of engine processes on the hub's host, read from ``/proc``.
+"""Memory and CPU of a process, read from ``/proc``.
 
-The hub knows the pid of every engine it started and of every engine that
-registered from its host, so it can read their use without a message to
-them and without psutil (a test-only dependency): ``/proc/PID/statm`` gives
+The hub reads the engines on its own host this way (it knows their pids),
+without a message to them and without psutil (a test-only dependency);
+engines on other hosts read themselves and report (:data:`REPORT_PERIOD`).
+``/proc/PID/statm`` gives
 the resident set, ``/proc/PID/stat`` the CPU time, and the CPU share is the
 CPU time used between two samples over the wall time between them (100 is
 one core), and at a process's first sample its average since it started.
-Engines on other hosts are not sampled here.
 """
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: seconds between an engine's reports of its own use to the hub
+REPORT_PERIOD = 2.0
 
 
 @dataclass(frozen=True)
