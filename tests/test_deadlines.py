@@ -32,3 +32,4 @@ def test_started_lists_when_each_running_request_began():
     book.running(1, "b", 5.0, now=11.0)
     book.running(1, "b", 5.0, now=12.0)
     assert book.started() == {"a": 10.0, "b": 11.0}
+    assert book.started_at(1, "b") == 11.0 and book.started_at(1, "a") is None and book.started_at(7, "b") is None

@@ -48,5 +48,10 @@ class Deadlines:
         """When each running request started, by msg_id."""
         return {msg_id: since for msg_id, since, _ in self._running.values()}
 
+    def started_at(self, engine_id: int, msg_id: str) -> float | None:
+        """When engine ``engine_id`` started ``msg_id``, if that is what it runs."""
+        running = self._running.get(engine_id)
+        return running[1] if running is not None and running[0] == msg_id else None
+
     def forget_engine(self, engine_id: int) -> None:
         self._running.pop(engine_id, None)

@@ -648,7 +648,7 @@ class Hub:
         if pending is None or pending.header["msg_type"] in CONTROL_REQUESTS:
             return
         now, wall = time.monotonic(), time.time()
-        since = self.deadlines.started().get(msg_id, now)
+        since = self.deadlines.started_at(engine_id, msg_id) or now
         self.history.finished(Finished(engine_id, msg_id, pending.terms.name, pending.terms.label,
                                        wall - (now - since), wall, failed))
         buffers = [memoryview(b).nbytes for b in segments[1]] if segments else list(map(len, parts[5:]))
