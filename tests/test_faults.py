@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import psutil
@@ -179,8 +180,10 @@ def test_ctrl_c_in_a_blocking_call_interrupts_the_engines(cluster, figure):
     assert time.monotonic() - start < 2.5, "the engines stopped sleeping"
 
 
-def malformed_messages(key: bytes, count: int, seed: int = 0) -> list[list[bytes]]:
-    """Random frames, bad signatures, truncated JSON, wrong types, unknown types and engines."""
+def malformed_messages(key: bytes, count: int, seed: int = 0) -> list[tuple[list[bytes], bool]]:
+    """Random frames, bad signatures, truncated JSON, wrong types, unknown types and engines; each with
+    whether an engine that gets it directly refuses it (it passes signed, well-formed messages of types it
+    does not serve to ipykernel, which ignores them)."""
     import hashlib
     import hmac
     import random
@@ -199,20 +202,21 @@ def malformed_messages(key: bytes, count: int, seed: int = 0) -> list[list[bytes
                            "username": "u", "date": date, "version": "5.3"}).encode()
 
     makers = [
-        lambda: [rng.randbytes(rng.randint(0, 64)) for _ in range(rng.randint(1, 8))],
-        lambda: [b"<IDS|MSG>", b"not-a-signature", header("apply_request"), b"{}", b"{}", b"{}"],
-        lambda: signed(b'{"msg_id": "x", "msg_type": "apply_req'),
-        lambda: signed(header("apply_request"), metadata=b'{"targets": "all"}'),
-        lambda: signed(header("apply_request"), metadata=b'{"targets": [99]}') + [b"\x80\x05junk"],
-        lambda: signed(header("execute_request"), metadata=b'{"targets": [0]}', content=b"[1, 2]"),
-        lambda: signed(header("no_such_request")),
-        lambda: signed(header("hub_abort_request"), content=b'{"msg_ids": 5}'),
-        lambda: signed(b"[]"),
-        lambda: signed(header("apply_request"), metadata=b'{"targets": [0]}') + [b"\x80\x05junk"],
-        lambda: [b"<IDS|MSG>"],
-        lambda: signed(json.dumps({"msg_type": "x" * 100_000}).encode()),
+        (lambda: [rng.randbytes(rng.randint(0, 64)) for _ in range(rng.randint(1, 8))], True),
+        (lambda: [b"<IDS|MSG>", b"not-a-signature", header("apply_request"), b"{}", b"{}", b"{}"], True),
+        (lambda: signed(b'{"msg_id": "x", "msg_type": "apply_req'), True),
+        (lambda: signed(header("apply_request"), metadata=b'{"targets": "all"}'), True),
+        (lambda: signed(header("apply_request"), metadata=b'{"targets": [99]}') + [b"\x80\x05junk"], True),
+        (lambda: signed(header("execute_request"), metadata=b'{"targets": [0]}', content=b"[1, 2]"), False),
+        (lambda: signed(header("no_such_request")), False),
+        (lambda: signed(header("hub_abort_request"), content=b'{"msg_ids": 5}'), False),
+        (lambda: signed(b"[]"), True),
+        (lambda: signed(header("apply_request"), metadata=b'{"targets": [0]}') + [b"\x80\x05junk"], True),
+        (lambda: [b"<IDS|MSG>"], True),
+        (lambda: signed(json.dumps({"msg_type": "x" * 100_000}).encode()), True),
     ]
-    return [rng.choice(makers)() for _ in range(count)]
+    chosen = [rng.choice(makers) for _ in range(count)]
+    return [(make(), engine_refuses) for make, engine_refuses in chosen]
 
 
 def refusal_lines(log_file) -> int:
@@ -226,15 +230,24 @@ def test_a_thousand_malformed_messages_break_nothing(cluster):
 
     rc = cluster.connect_client()
     info = json.loads(rc.connection_file.read_text())
-    messages = malformed_messages(info["key"].encode(), 1000)
+    fuzz = malformed_messages(info["key"].encode(), 1000)
+    messages = [frames for frames, _ in fuzz]
+    engine_refuses = sum(refuses for _, refuses in fuzz)
     lines_before = refusal_lines(cluster.log_file)
 
-    def refused() -> int:
-        """Refused by the hub, or by engine 0 after the hub forwarded them (for their buffers)."""
+    def refused() -> tuple[int, int]:
+        """Messages refused so far by the hub, and by engine 0 (some the hub forwards, for their buffers)."""
         engine = rc[0].apply_sync(lambda: get_ipython().kernel.refusals.total)  # noqa: F821
-        return rc._hub_request(HUB_INFO_REQUEST, 5)["content"]["refused"] + engine
+        return rc._hub_request(HUB_INFO_REQUEST, 5)["content"]["refused"], engine
 
-    before = refused()
+    def wait_for(count: Callable[[], int], target: int) -> int:
+        deadline = time.monotonic() + 20
+        while count() < target and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # a message refused twice would show now
+        return count()
+
+    hub_before, engine_before = refused()
     with zmq.Context() as context:
         for url in (connection.hub_addresses(info)[0], engine_shell_url(rc.engine_connection_file(0))):
             with context.socket(zmq.DEALER) as sock:
@@ -242,12 +255,14 @@ def test_a_thousand_malformed_messages_break_nothing(cluster):
                 sock.connect(url)
                 for frames in messages:
                     sock.send_multipart(frames)
-                deadline = time.monotonic() + 20
-                while refused() < before + 1000 and time.monotonic() < deadline:
-                    time.sleep(0.2)
                 if url == connection.hub_addresses(info)[0]:
-                    time.sleep(1)  # a message refused twice would show now
-                    assert refused() - before == 1000
+                    assert wait_for(lambda: sum(refused()), hub_before + engine_before + 1000) == \
+                        hub_before + engine_before + 1000, "through the hub: each refused once, by hub or engine"
+                    hub_before, engine_before = refused()
+                else:
+                    assert wait_for(lambda: refused()[1], engine_before + engine_refuses) == \
+                        engine_before + engine_refuses, "sent to the engine itself: each malformed one refused once"
+                    assert refused()[0] == hub_before, "the hub saw none of those"
         time.sleep(1)
     assert 1 <= refusal_lines(cluster.log_file) - lines_before <= 12  # the hub's and the engines', rate-limited
     assert rc[:].apply_sync(lambda: "alive") == ["alive"] * len(rc.ids)

@@ -12,17 +12,12 @@ from joblib import Parallel, delayed, parallel_config
 import pxmagic
 from pxmagic import RemoteError
 from conftest import N_ENGINES
+from helpers import interactive
 
 
-def _interactive(source: str):
-    """A function as if typed in a notebook, so that it travels to the engines by value."""
-    namespace: dict = {}
-    exec(source, namespace)
-    return next(value for name, value in namespace.items() if name != "__builtins__")
 
-
-pid_and_square = _interactive("def pid_and_square(x):\n    import os\n    return os.getpid(), x * x\n")
-fail_first = _interactive("def fail_first(i):\n    import time\n    if i == 0:\n        raise ValueError('bad item 0')\n"
+pid_and_square = interactive("def pid_and_square(x):\n    import os\n    return os.getpid(), x * x\n")
+fail_first = interactive("def fail_first(i):\n    import time\n    if i == 0:\n        raise ValueError('bad item 0')\n"
                           "    time.sleep(20)\n    return i\n")
 
 

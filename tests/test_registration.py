@@ -20,6 +20,7 @@ import zmq
 from pxmagic import Client, Cluster, EngineError, connection
 from pxmagic.hub.registration import assign_engine_id
 from pxmagic.protocol import ProtocolError, check_registration, rank_from_env, registration_content
+from helpers import wait_until
 
 SIMULATOR = Path(__file__).with_name("simulated_engines.py")
 
@@ -82,14 +83,6 @@ def engine_file(cluster: Cluster) -> Path:
 def registrations(rc: Client) -> dict:
     return rc._hub_request("hub_info_request", 10)["content"]["registrations"]
 
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 KERNEL = {"transport": "tcp", "ip": "10.0.0.7", "shell_port": 5001, "iopub_port": 5002, "stdin_port": 5003,

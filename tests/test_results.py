@@ -300,16 +300,19 @@ def test_pxcluster_names_bad_store_options(arguments, complaint):
 
 
 def test_pxcluster_start_with_a_sqlite_store():
-    started = subprocess.run([PXCLUSTER, "start", "-n", "1", "--profile", "clistore", "--store", "sqlite",
+    started = subprocess.run([PXCLUSTER, "start", "-n", "2", "--profile", "clistore", "--store", "sqlite",
                               "--max-results", "0", "--daemonize"], capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, started.stderr
     try:
         with Client(profile="clistore") as rc:
             msg_id = rc[0].apply_async(lambda: "on disk").msg_ids[0]
-            assert rc.get_result(msg_id).get(10) == "on disk"
+            other = rc[1].apply_async(lambda: "purged").msg_ids[0]
+            assert rc.get_result(msg_id).get(10) == "on disk" and rc.get_result(other).get(10) == "purged"
         with Client(profile="clistore") as later:
-            later.purge_results(targets=[1])  # another engine's results: this one stays
+            later.purge_results(targets=[1])  # engine 1's results go, engine 0's stay
             assert later.get_result(msg_id).get(10) == "on disk", "from disk: memory keeps none"
+            with pytest.raises(KeyError, match=other):
+                later.get_result(other)
         assert connection.results_file("clistore").exists()
     finally:
         stopped = subprocess.run([PXCLUSTER, "stop", "--profile", "clistore"], capture_output=True, text=True,

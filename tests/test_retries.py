@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import interactive
 from pxmagic import Cluster, EngineError, RemoteError
 
 
@@ -15,15 +16,9 @@ def cluster():
     cluster.stop()
 
 
-def _interactive(source: str):
-    """A function as if typed in a notebook, so that it travels to the engines by value."""
-    namespace: dict = {}
-    exec(source, namespace)
-    return next(value for name, value in namespace.items() if name != "__builtins__")
-
 
 #: the first try (the one that finds no marker file) dies or raises; later ones return their engine's pid
-first_try_fails = _interactive('''
+first_try_fails = interactive('''
 def first_try_fails(marker, how):
     import os, signal
     if not os.path.exists(marker):
@@ -33,7 +28,7 @@ def first_try_fails(marker, how):
         raise ValueError("first try")
     return os.getpid()
 ''')
-always_fails = _interactive("def always_fails():\n    raise ValueError('never works')\n")
+always_fails = interactive("def always_fails():\n    raise ValueError('never works')\n")
 
 
 def test_a_task_whose_engine_dies_runs_again_elsewhere(rc, tmp_path):

@@ -19,6 +19,7 @@ from jupyter_client.session import Session
 
 from pxmagic import connection, serialize, sharedmem
 from pxmagic.protocol import request_metadata
+from helpers import wait_until
 from test_message_security import exchange
 
 MB = 1 << 20
@@ -40,14 +41,6 @@ def pss(pid: int) -> int:
                 return int(line.split()[1]) * 1024
     raise AssertionError(f"no Pss line for {pid}")
 
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def test_a_pushed_array_is_equal_everywhere_and_writes_stay_private(rc, dview):

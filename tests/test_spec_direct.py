@@ -94,9 +94,13 @@ def test_block_and_targets_attributes(rc, dview):
 
 
 def test_keyword_overrides_last_one_call(dview):
+    dview.push({"a": "elsewhere"}, block=True)
+    dview.push({"a": "here"}, targets=1, block=True)
     dview.block = False
-    assert dview.pull("a", targets=1, block=True) == dview.pull("a", block=True)[1]
+    assert dview.pull("a", targets=1, block=True) == "here" == dview.pull("a", block=True)[1]
+    assert dview.pull("a", block=True)[0] == "elsewhere"
     assert isinstance(dview.pull("a"), AsyncResult)
+    assert dview.block is False, "the keyword changed only that call"
 
 
 def test_single_engine_view_returns_single_values(rc):

@@ -109,7 +109,11 @@ def test_sync_imports(dview, capsys):
     checks = dview.apply_sync(lambda: (numpy.__name__, jsonmod.__name__, os.path.__name__,  # noqa: F821
                                        ODict.__name__))  # noqa: F821
     assert checks == [("numpy", "json", os.path.__name__, "OrderedDict")] * N_ENGINES
-    assert numpy and jsonmod and ODict
+    import collections
+    import sys
+
+    assert numpy is sys.modules["numpy"] and jsonmod is sys.modules["json"] and ODict is collections.OrderedDict, \
+        "the block imported here too, the real modules"
 
 
 def test_sync_imports_local_false_is_refused(dview):

@@ -13,17 +13,10 @@ from IPython.terminal.interactiveshell import TerminalInteractiveShell
 from IPython.utils.io import capture_output
 
 from conftest import N_ENGINES
+from helpers import wait_until
 
 PXCLUSTER = str(Path(sys.executable).with_name("pxcluster"))
 
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_busy_engine_says_what_it_runs_and_the_others_are_idle(rc):

@@ -14,30 +14,12 @@ import pytest
 
 from pxmagic import CompositeError, RemoteError, TaskTimeout
 from conftest import N_ENGINES
+from helpers import interactive, wait_until
 
 
-def _interactive_sleep_then():
-    """A function as if typed in a notebook: it travels to the engines by value."""
-
-    def sleep_then(seconds: float, value: object = "done") -> object:
-        import time
-
-        time.sleep(seconds)
-        return value
-
-    return sleep_then
-
-
-sleep_then = _interactive_sleep_then()
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+#: a function as if typed in a notebook, so that it travels to the engines by value
+sleep_then = interactive("def sleep_then(seconds, value='done'):\n    import time\n    time.sleep(seconds)\n"
+                         "    return value\n")
 
 
 def test_cancel_interrupts_running_work_and_drops_queued_work(rc):

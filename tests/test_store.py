@@ -1,6 +1,7 @@
 """The hub's result store without sockets: culling, waiting clients, purging, the SQLite archive."""
 from __future__ import annotations
 
+import argparse
 import hmac
 import json
 import os
@@ -13,7 +14,7 @@ from jupyter_client.session import Session
 
 from pxmagic.digest import MAC_MIN, digests, matches
 from pxmagic.hub.archive import ArchiveError, SqliteArchive, decode_frames, encode_frames
-from pxmagic.hub.store import COPY_BELOW, ResultStore, StoreOptions, Waiter
+from pxmagic.hub.store import COPY_BELOW, ResultStore, StoreOptions, Waiter, options_from_arguments, store_arguments
 from pxmagic.protocol import (
     RELEASE_MIN,
     RESULT_DONE,
@@ -124,6 +125,10 @@ def test_bad_store_options_are_named(kind, max_results, max_bytes, complaint):
 def test_store_options_round_trip_through_hub_arguments():
     options = StoreOptions("sqlite", 12, 3 * 2**20)
     assert options.arguments() == ["--store", "sqlite", "--max-results", "12", "--max-results-mb", "3.0"]
+    parser = argparse.ArgumentParser()
+    store_arguments(parser)
+    assert options_from_arguments(parser.parse_args(options.arguments())) == options, "and back"
+    assert options_from_arguments(parser.parse_args([])) == StoreOptions()
 
 
 # -- the reply that carries stored results ---------------------------------------

@@ -9,17 +9,12 @@ import pytest
 
 from pxmagic import CompositeError, RemoteError
 from conftest import N_ENGINES
+from helpers import interactive
 
 
-def _interactive(source: str):
-    """A function as if typed in a notebook, so that it travels to the engines by value."""
-    namespace: dict = {}
-    exec(source, namespace)
-    return next(value for name, value in namespace.items() if name != "__builtins__")
 
-
-inverse = _interactive("def inverse(x):\n    return 1 / x\n")
-slow_square = _interactive("def slow_square(x):\n    import time\n    time.sleep(x / 10)\n    return x * x\n")
+inverse = interactive("def inverse(x):\n    return 1 / x\n")
+slow_square = interactive("def slow_square(x):\n    import time\n    time.sleep(x / 10)\n    return x * x\n")
 
 
 def test_imap_reads_an_endless_generator_only_as_it_sends(rc):
