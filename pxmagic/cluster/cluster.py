@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib.util
 import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from .. import connection
+from ..dashboard import NEEDS_BOKEH
 from ..hub.__main__ import check_engine_options
 from ..hub.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB, StoreOptions
 from ..protocol import ENGINE_KINDS
@@ -66,6 +68,8 @@ class Cluster:
             port = 0 if dashboard is True else dashboard
             if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(f"dashboard is True, False or a port number, not {dashboard!r}")
+            if importlib.util.find_spec("bokeh") is None:
+                raise ImportError(NEEDS_BOKEH)
             self._hub_options += ["--dashboard", str(port)]
         settled = argparse.Namespace(engines=engines, hosts=engine_settings.get("hosts") or "", n=n, curve=curve,
                                      ip=ip)

@@ -6,3 +6,6 @@ hub's own asyncio loop: no process or thread more.  ``page`` builds one
 browser session's document from the hub's status and task history,
 ``server`` serves it with a token and ``/metrics``.
 """
+
+#: what a user without the extra is told
+NEEDS_BOKEH = "the dashboard needs Bokeh: pip install 'pxmagic[dashboard]'"

@@ -24,7 +24,9 @@ try:
     from tornado.web import HTTPError, RequestHandler
     from tornado.websocket import WebSocketHandler
 except ImportError as error:  # an optional extra
-    raise ImportError("the dashboard needs Bokeh: pip install 'pxmagic[dashboard]'") from error
+    from . import NEEDS_BOKEH
+
+    raise ImportError(NEEDS_BOKEH) from error
 
 from ..hub.history import TaskHistory
 from . import metrics, page

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import sys
 
 from .. import connection, encryption
+from ..dashboard import NEEDS_BOKEH
 from ..protocol import ENGINE_KINDS
 from .archive import ArchiveError
 from .engines import KERNEL_NAME, EngineStartError
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--heartbeat-period must be positive")
     if args.dashboard is not None and not 0 <= args.dashboard <= 65535:
         parser.error(f"--dashboard takes a port number from 0 to 65535, not {args.dashboard}")
+    if args.dashboard is not None and importlib.util.find_spec("bokeh") is None:
+        parser.error(NEEDS_BOKEH)
     try:
         store = options_from_arguments(args)
     except ValueError as error:
