@@ -172,14 +172,23 @@ def request_metadata(
     return metadata
 
 
+def is_seconds(value: Any) -> bool:
+    """Whether ``value`` is a positive number of seconds (the one check of timeouts, client and hub alike)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is a whole count, 0 or more (the one check of retries, client and hub alike)."""
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
 def request_terms(metadata: dict) -> RequestTerms:
     """A request's terms; raises ProtocolError naming what is malformed."""
     timeout = metadata.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not timeout > 0):
+    if timeout is not None and not is_seconds(timeout):
         raise ProtocolError(f"a request's timeout must be a positive number of seconds, not {timeout!r}")
     retries, retry_errors = metadata.get("retries", 0), metadata.get("retry_errors", False)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+    if not is_count(retries):
         raise ProtocolError(f"a request's retries must be a count, 0 or more, not {retries!r}")
     if not isinstance(retry_errors, bool):
         raise ProtocolError(f"a request's retry_errors must be true or false, not {retry_errors!r}")

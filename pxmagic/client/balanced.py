@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine import ops
 from .asyncresult import AsyncResult
 from . import partition
-from ..protocol import RequestTerms
+from ..protocol import RequestTerms, is_count
 from .view import View, apply_request
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class LoadBalancedView(View):
 
     @retries.setter
     def retries(self, count: int) -> None:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        if not is_count(count):
             raise ValueError(f"retries is a number of further tries, 0 or more, not {count!r}")
         self._retries = count
 

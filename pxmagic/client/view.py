@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import serialize
 from ..engine import ops
-from ..protocol import APPLY_REQUEST, EXECUTE_REQUEST, RequestTerms
+from ..protocol import APPLY_REQUEST, EXECUTE_REQUEST, RequestTerms, is_seconds
 from . import partition
 from .asyncresult import AsyncResult
 from .progress import interactive
@@ -53,7 +53,7 @@ def check_timeout(seconds: Any) -> float | None:
     """A task timeout as given (None: no limit), or a ValueError that says what is wrong with it."""
     if seconds is None:
         return None
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+    if not is_seconds(seconds):
         raise ValueError(f"a timeout is a positive number of seconds (or None), not {seconds!r}")
     return float(seconds)
 

@@ -8,7 +8,6 @@ amount of memory.
 """
 from __future__ import annotations
 
-import bisect
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -42,6 +41,14 @@ class TaskHistory:
         self.bytes_moved += nbytes
 
     def since(self, when: float) -> list[Finished]:
-        """Tasks that finished after ``when``, oldest first (replies come in finishing order)."""
-        ends = [task.finished for task in self._finished]
-        return list(self._finished)[bisect.bisect_right(ends, when):]
+        """Tasks that finished after ``when``, oldest first (replies come in finishing order).
+
+        Walks back from the newest, so a dashboard asking every second for the
+        last second's tasks reads those, not the whole history.
+        """
+        recent = []
+        for task in reversed(self._finished):
+            if task.finished <= when:
+                break
+            recent.append(task)
+        return recent[::-1]

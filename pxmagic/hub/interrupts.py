@@ -27,9 +27,10 @@ class StuckWatch:
     def interrupted(self, engine_ids: Collection[int]) -> None:
         """The engines were just sent an interrupt: check on their running work later."""
         running = {
-            msg_id: pending.engine_id
-            for msg_id, pending in self.router.pending.items()
-            if pending.engine_id in engine_ids and pending.header["msg_type"] not in CONTROL_REQUESTS
+            msg_id: engine_id
+            for engine_id in engine_ids
+            for msg_id in self.router.sent.get(engine_id, ())
+            if self.router.pending[msg_id].header["msg_type"] not in CONTROL_REQUESTS
         }
         if running:
             asyncio.get_running_loop().call_later(self.timeout, self._check, running)

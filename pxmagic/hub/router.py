@@ -132,6 +132,8 @@ class Router:
         self.high_water_mark = high_water_mark
         self.load: dict[int, int] = {}
         self.pending: dict[str, Pending] = {}
+        #: engine id -> msg_ids of the requests sent to it and not answered, oldest first
+        self.sent: dict[int, dict[str, None]] = {}
         self.queue: deque[Task] = deque()
         #: engines being restarted, and the direct requests waiting for each
         self.restarting: dict[int, list[Held]] = {}
@@ -142,6 +144,7 @@ class Router:
     def add_engine(self, engine_id: int) -> Routing:
         """An engine is ready (a restarted one gets what waited for it, in order)."""
         self.load[engine_id] = 0
+        self.sent[engine_id] = {}
         held = self.restarting.pop(engine_id, [])
         deliveries = [self._send(h.client, engine_id, h.header, h.payload, h.terms) for h in held]
         return Routing(deliveries=deliveries + self._dispatch())
@@ -176,10 +179,9 @@ class Router:
     def on_reply(self, parent_msg_id: str, failed: bool = False) -> tuple[bytes | None, list[Delivery]]:
         """The client waiting for this reply (None if none is, or it was told of a timeout),
         and the queued tasks the freed engine can take."""
-        pending = self.pending.pop(parent_msg_id, None)
+        pending = self._answered(parent_msg_id)
         if pending is None:
             return None, []
-        self.load[pending.engine_id] -= 1
         if pending.header["msg_type"] not in CONTROL_REQUESTS:
             self.completed[pending.engine_id] += 1
             self.failed[pending.engine_id] += failed
@@ -193,16 +195,16 @@ class Router:
 
     def retry(self, msg_id: str, reason: str) -> Routing:
         """Engine's reply to ``msg_id`` was an error (``reason``) that :meth:`retries_errors` allows to retry."""
-        pending = self.pending.pop(msg_id)
-        self.load[pending.engine_id] -= 1
+        pending = self._answered(msg_id)
         notice = self._requeue(pending, reason)
         return Routing(deliveries=self._dispatch(), retries=[notice])
 
     def running(self, engine_id: int) -> Pending | None:
         """The request engine ``engine_id`` runs now: its oldest outstanding one (control requests aside,
         which it serves at once).  An engine serves its requests in the order they were sent."""
-        for pending in self.pending.values():
-            if pending.engine_id == engine_id and pending.header["msg_type"] not in CONTROL_REQUESTS:
+        for msg_id in self.sent.get(engine_id, ()):
+            pending = self.pending[msg_id]
+            if pending.header["msg_type"] not in CONTROL_REQUESTS:
                 return pending
         return None
 
@@ -212,8 +214,8 @@ class Router:
         tasks no engine has taken yet."""
         engines = {}
         for engine_id in sorted(set(self.load) | set(self.restarting)):
-            outstanding = [_listed(p.header, p.terms) for p in self.pending.values()
-                           if p.engine_id == engine_id and p.header["msg_type"] not in CONTROL_REQUESTS]
+            sent = (self.pending[msg_id] for msg_id in self.sent.get(engine_id, ()))
+            outstanding = [_listed(p.header, p.terms) for p in sent if p.header["msg_type"] not in CONTROL_REQUESTS]
             held = [_listed(h.header, h.terms) for h in self.restarting.get(engine_id, [])]
             engines[engine_id] = {"running": outstanding[:1], "queue": outstanding[1:] + held,
                                   "completed": self.completed[engine_id], "failed": self.failed[engine_id]}
@@ -255,13 +257,9 @@ class Router:
             for waiting in [h for h in held if h.header["msg_id"] in wanted]:
                 held.remove(waiting)
                 stop.aborted.append(self._aborted(waiting.client, waiting.header))
-        running: dict[int, str] = {}
-        for msg_id, pending in self.pending.items():
-            if pending.header["msg_type"] not in CONTROL_REQUESTS:
-                running.setdefault(pending.engine_id, msg_id)
         for msg_id in [m for m in wanted.intersection(self.pending) if not self.pending[m].timed_out]:
             engine_id = self.pending[msg_id].engine_id
-            if interrupt and running.get(engine_id) == msg_id:
+            if interrupt and self.running(engine_id) is self.pending[msg_id]:
                 stop.interrupt.append(engine_id)
             else:
                 stop.abort.setdefault(engine_id, []).append(msg_id)
@@ -279,7 +277,7 @@ class Router:
         for fail."""
         del self.load[engine_id]
         routing = Routing()
-        for msg_id in [mid for mid, p in self.pending.items() if p.engine_id == engine_id]:
+        for msg_id in self.sent.pop(engine_id):
             pending = self.pending.pop(msg_id)
             if pending.timed_out:
                 continue
@@ -342,8 +340,17 @@ class Router:
     def _send(self, client: bytes, engine_id: int, header: dict, payload: Any,
               terms: RequestTerms = RequestTerms()) -> Delivery:
         self.pending[header["msg_id"]] = Pending(client, engine_id, header, terms)
+        self.sent[engine_id][header["msg_id"]] = None
         self.load[engine_id] += 1
         return Delivery(engine_id, header, payload)
+
+    def _answered(self, msg_id: str) -> Pending | None:
+        """Forget the request copy ``msg_id`` its engine answered (or failed), if it was outstanding."""
+        pending = self.pending.pop(msg_id, None)
+        if pending is not None:
+            self.load[pending.engine_id] -= 1
+            del self.sent[pending.engine_id][msg_id]
+        return pending
 
     def _requeue(self, pending: Pending, reason: str) -> Retry:
         """Put a failed task back at the head of the queue for one more try."""
