@@ -19,15 +19,11 @@ APPLY_REPLY = "apply_reply"
 EXECUTE_REQUEST = "execute_request"
 EXECUTE_REPLY = "execute_reply"
 INTERRUPT_REQUEST = "interrupt_request"
+INTERRUPT_REPLY = "interrupt_reply"
 #: requests the hub forwards to engines, and the reply each one gets
-ENGINE_REQUESTS = {APPLY_REQUEST: APPLY_REPLY, EXECUTE_REQUEST: EXECUTE_REPLY, INTERRUPT_REQUEST: "interrupt_reply"}
+ENGINE_REQUESTS = {APPLY_REQUEST: APPLY_REPLY, EXECUTE_REQUEST: EXECUTE_REPLY, INTERRUPT_REQUEST: INTERRUPT_REPLY}
 #: of those, the ones that go to an engine's control channel rather than its shell
 CONTROL_REQUESTS = {INTERRUPT_REQUEST}
-
-
-def reply_type(msg_type: str) -> str:
-    """The type of the reply to a request of type ``msg_type``, as Jupyter names them."""
-    return msg_type.removesuffix("_request") + "_reply"
 
 HUB_INFO_REQUEST = "hub_info_request"
 HUB_INFO_REPLY = "hub_info_reply"
@@ -51,6 +47,27 @@ HUB_START_ENGINES_REQUEST = "hub_start_engines_request"
 HUB_START_ENGINES_REPLY = "hub_start_engines_reply"
 HUB_STOP_ENGINES_REQUEST = "hub_stop_engines_request"
 HUB_STOP_ENGINES_REPLY = "hub_stop_engines_reply"
+#: requests the hub answers itself, and the reply each one gets
+HUB_REQUESTS = {
+    HUB_INFO_REQUEST: HUB_INFO_REPLY,
+    HUB_SHUTDOWN_REQUEST: HUB_SHUTDOWN_REPLY,
+    HUB_RESTART_REQUEST: HUB_RESTART_REPLY,
+    HUB_ABORT_REQUEST: HUB_ABORT_REPLY,
+    HUB_RESULT_REQUEST: HUB_RESULT_REPLY,
+    HUB_PURGE_REQUEST: HUB_PURGE_REPLY,
+    HUB_STATUS_REQUEST: HUB_STATUS_REPLY,
+    HUB_START_ENGINES_REQUEST: HUB_START_ENGINES_REPLY,
+    HUB_STOP_ENGINES_REQUEST: HUB_STOP_ENGINES_REPLY,
+}
+
+
+def reply_type(msg_type: str) -> str:
+    """The type of the reply to a request of type ``msg_type``: from the tables above, or, for a type
+    pxmagic does not know (refused, but answered), named as Jupyter names replies."""
+    known = ENGINE_REQUESTS.get(msg_type) or HUB_REQUESTS.get(msg_type)
+    return known or msg_type.removesuffix("_request") + "_reply"
+
+
 #: iopub topic on which an engine reports its memory and CPU (``pxmagic.usage``) for the hub's status
 USAGE_TOPIC = b"pxmagic.usage"
 ENGINE_USAGE = "engine_usage"

@@ -125,8 +125,8 @@ def message(parts: list) -> dict:
     }
 
 
-def forward(session: Session, socket: Any, header: dict, rest: list) -> None:
-    """Send a message with a new ``header`` and the received frames ``rest``.
+def forwarded(session: Session, header: dict, rest: list) -> list:
+    """The frames of a message with a new ``header`` and the received frames ``rest``.
 
     ``rest`` is parent, metadata, content and buffers, forwarded untouched:
     only the header is packed, and the message signed again.  The header is
@@ -135,7 +135,7 @@ def forward(session: Session, socket: Any, header: dict, rest: list) -> None:
     """
     packed = session.pack({**header, "date": _now()})
     signature = session.sign([packed, *rest[:3]])
-    socket.send_multipart([DELIM, signature, packed, *rest], copy=False)
+    return [DELIM, signature, packed, *rest]
 
 
 def send(

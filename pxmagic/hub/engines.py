@@ -77,7 +77,7 @@ class EngineStartError(RuntimeError):
     """An engine kernel did not start or did not answer in time."""
 
 
-class Engine:
+class EngineLink:
     """One engine kernel and the hub's shell, iopub and control sockets to it.
 
     Subclasses say how the engine started, how the hub learns that it died
@@ -179,7 +179,7 @@ class Engine:
             for socket in (self.shell, self.iopub):
                 loop.remove_reader(socket.FD)
 
-    async def restart(self, session: Session, timeout: float) -> Engine:
+    async def restart(self, session: Session, timeout: float) -> EngineLink:
         raise EngineStartError(f"engine {self.id} was not started by the hub, so the hub cannot restart it")
 
     def close_sockets(self) -> None:
@@ -188,12 +188,12 @@ class Engine:
         self.control.close()  # its linger: 0 (set above), unless the hub has last words for the engine
 
     @classmethod
-    async def shutdown_all(cls, engines: list[Engine], session: Session) -> None:
+    async def shutdown_all(cls, engines: list[EngineLink], session: Session) -> None:
         """Stop these engines, all of this class, together."""
         raise NotImplementedError
 
 
-class LocalEngine(Engine):
+class LocalEngine(EngineLink):
     """An engine kernel the hub started with a kernel manager."""
 
     restartable = True

@@ -10,13 +10,14 @@ for clients that ask for them later.  The bookkeeping is :class:`Router`'s.
 Engines come from a launcher (:mod:`.launchers`: local kernels, an MPI job,
 or none) and from the registration socket (:mod:`.registration`); once
 connected, every engine is served alike, and only the way its death is
-noticed differs (kernel manager, heartbeats, the end of its job).
+noticed differs (kernel manager, heartbeats, the end of its job).  Their
+life (start, watch, restart, stop) is :class:`.supervisor.Supervisor`'s;
+this module moves the bytes, and every send on a socket it reads goes
+through :meth:`.pump.SocketPump.send`.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ import time
 from socket import gethostname
 from functools import partial
 from pathlib import Path
+from collections.abc import Awaitable
 from typing import Any
 
 import zmq
@@ -43,15 +45,12 @@ from ..protocol import (
     HUB_INFO_REQUEST,
     HUB_ABORT_REPLY,
     HUB_ABORT_REQUEST,
-    HUB_RESTART_REPLY,
     HUB_RESTART_REQUEST,
     HUB_SHUTDOWN_REPLY,
     HUB_SHUTDOWN_REQUEST,
     HUB_STATUS_REPLY,
     HUB_STATUS_REQUEST,
-    HUB_START_ENGINES_REPLY,
     HUB_START_ENGINES_REQUEST,
-    HUB_STOP_ENGINES_REPLY,
     HUB_STOP_ENGINES_REQUEST,
     HUB_HEARTBEAT_PERIOD,
     HUB_HEARTBEAT_TOPIC,
@@ -78,15 +77,16 @@ from ..protocol import (
 )
 from .deadlines import Deadlines
 from .history import Finished, TaskHistory
-from .status import EngineFacts, status_content
-from ..usage import Usage, UsageSampler
-from .engines import KERNEL_NAME, LIVENESS_PERIOD, Engine, EngineStartError, LocalEngine, allow_many_engines
+from .status import status_content
+from .supervisor import Supervisor
+from ..usage import Usage
+from .engines import KERNEL_NAME, LIVENESS_PERIOD, EngineLink, allow_many_engines
 from .heartbeat import DEFAULT_PERIOD, HeartMonitor
 from .interrupts import StuckWatch
 from .launchers import LaunchContext, Launcher
 from .launchers.local import LocalLauncher
 from .pump import SocketPump
-from .registration import RegisteredEngine, Registrar
+from .registration import Registrar
 from .router import Delivery, Failure, Retry, Router, Routing
 from .segments import SegmentBook, framed, framed_request, reply_segments
 from .store import Found, StoreOptions, Waiter
@@ -128,20 +128,23 @@ class Hub:
         self.profile = profile
         self.cluster_id = cluster_id
         self.ip = ip
-        self.kernel_name = kernel_name
-        self.start_timeout = start_timeout
         self.parent_pid = parent_pid
-        #: replace an engine that dies by a fresh kernel with the same id
-        self.restart_engines = restart_engines
         self.session = Session(
             key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256", username="pxmagic-hub"
         )
         self.context = zmq.Context.instance()
-        self.open_file_limit = allow_many_engines(self.context)
-        self.launcher = launcher or LocalLauncher(kernel_name)
-        self.heart = HeartMonitor(self.context, heartbeat_period)
+        allow_many_engines(self.context)
+        self.router = Router()
+        self.deadlines = Deadlines()
+        launcher = launcher or LocalLauncher(kernel_name)
+        self.supervisor = Supervisor(self, self.router, self.deadlines, self.session, launcher,
+                                     HeartMonitor(self.context, heartbeat_period), connection.security_dir(profile),
+                                     start_timeout, restart_engines)
+        #: the links to the engines, as supervision keeps them
+        self.engines = self.supervisor.engines
         self.registrar = Registrar(self.session, self.context, connection.engine_file(profile, cluster_id),
-                                   self._admit, lambda: self.engines.keys())
+                                   self.supervisor.admit, self.engines.keys)
+        self.supervisor.registration_dir = self.registrar.path.parent
         # replies never block or drop: no high-water mark
         self.requests = self.context.socket(zmq.ROUTER)
         self.requests.sndhwm = 0
@@ -152,35 +155,25 @@ class Hub:
             self.curve_public, secret = encryption.server_keys()
             for socket in (self.requests, self.publisher, self.registrar.socket):
                 encryption.make_server(socket, self.curve_public, secret)
-        self.router = Router()
         self.results = (store or StoreOptions()).open(connection.results_file(profile, cluster_id), self.session)
         #: result segments the hub maps, and what engines must hear of them (see .segments)
         self.segments = SegmentBook()
-        self.deadlines = Deadlines()
-        self.usage = UsageSampler()
         self.history = TaskHistory()
-        #: what engines on other hosts last said of their memory and CPU
-        self.reported_usage: dict[int, Usage] = {}
         self._started_at = time.monotonic()
         #: clients connected to the requests socket now (its monitor counts them in and out)
         self._clients_connected = 0
         self.segment_tag = sharedmem.cluster_tag(self.session.key)
         #: reads every socket the hub serves; sends on them are reported to it (see .pump)
         self.pump = SocketPump()
-        self.engines: dict[int, Engine] = {}
         self.client_file: Path = connection.client_file(profile, cluster_id)
         #: path prefix of the IPC sockets for clients on this host (None: TCP only)
         self._local_ipc: str | None = None
         self.refusals = RefusalLog(log)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._watchers: dict[int, asyncio.Task] = {}
-        self._starting: set[asyncio.Task] = set()
-        #: engines that did not become ready while the cluster starts (None once it has started)
-        self._start_failures: list[BaseException] | None = []
         self.stuck_watch: StuckWatch | None = None
-        if self.launcher.interrupt_timeout is not None:
-            self.stuck_watch = StuckWatch(self.router, self.launcher.interrupt_timeout, self._stop_stuck_job)
+        if launcher.interrupt_timeout is not None:
+            self.stuck_watch = StuckWatch(self.router, launcher.interrupt_timeout, self.supervisor.stop_stuck_job)
 
     # -- life cycle ---------------------------------------------------------
     async def run(self) -> None:
@@ -193,13 +186,13 @@ class Hub:
         addresses = self._bind_client_sockets()
         hub_iopub = hub_url(addresses, "iopub_port")
         self.registrar.start(self.ip, hub_iopub, HUB_SILENCE_PERIODS * HUB_HEARTBEAT_PERIOD,
-                             tolerated_stall=self.heart.tolerated_stall,
+                             tolerated_stall=self.supervisor.heart.tolerated_stall,
                              curve_serverkey=self.curve_public.decode() if self.curve_public else None,
                              profile=self.profile, cluster_id=self.cluster_id, hub_pid=os.getpid())
         self.pump.serve(self.registrar.socket, self.registrar.handle)
         self._tasks.append(asyncio.create_task(self._beat()))
         self._tasks.append(asyncio.create_task(self._enforce_deadlines()))
-        self._tasks.append(asyncio.create_task(self.heart.run()))
+        self._tasks.append(asyncio.create_task(self.supervisor.heart.run()))
         if self.dashboard_port is not None:
             from ..dashboard import server as dashboard
 
@@ -207,7 +200,9 @@ class Hub:
                                                     self.dashboard_port)
             log.info("dashboard at %s", self.dashboard_url)
         try:
-            await self._start_engines()
+            context = LaunchContext(self.session, connection.security_dir(self.profile), self.registrar.path,
+                                    self.supervisor.admit, self.registrar.reserve)
+            await self.supervisor.start(self.n, context, lambda: self.registrar.accepted)
             connection.write_secret_json(self.client_file, {
                 **addresses,
                 "hostname": gethostname(),
@@ -253,208 +248,13 @@ class Hub:
                 "request_port": self.requests.bind_to_random_port(f"tcp://{self.ip}"),
                 "iopub_port": self.publisher.bind_to_random_port(f"tcp://{self.ip}")}
 
-    async def _start_engines(self) -> None:
-        """Have the launcher start ``n`` engines; return once ``n`` are ready, or raise why not."""
-        context = LaunchContext(self.session, connection.security_dir(self.profile), self.registrar.path,
-                                self._admit, self.registrar.reserve)
-        deadline = asyncio.get_running_loop().time() + self.start_timeout
-        await self.launcher.start(self.n, context)
-        self._tasks.append(asyncio.create_task(self._watch_launcher()))
-        while len(self.router.load) < self.n:
-            if self._start_failures:
-                raise self._start_failures[0]
-            if self.launcher.end_reason is not None:
-                raise EngineStartError(f"the engines' {self.launcher.label} job ended before they were all "
-                                       f"ready ({len(self.router.load)} of {self.n}): engines "
-                                       f"{self.launcher.end_reason}; the hub log has their output")
-            if asyncio.get_running_loop().time() > deadline:
-                raise EngineStartError(f"only {len(self.router.load)} of {self.n} engines were ready within "
-                                       f"{self.start_timeout:.0f} s ({self.registrar.accepted} registered)")
-            await asyncio.sleep(0.05)
-        self._start_failures = None
-
-    def _admit(self, engine: Engine) -> None:
-        """Connect to a started or registered engine and serve it once it answers."""
-        self.engines[engine.id] = engine
-        if isinstance(engine, RegisteredEngine):
-            self.heart.add(engine.id, engine.heartbeat_url, engine.mark_dead, engine.curve_serverkey)
-        task = asyncio.create_task(self._make_ready(engine))
-        self._starting.add(task)
-        task.add_done_callback(self._starting.discard)
-
-    async def _make_ready(self, engine: Engine) -> None:
-        try:
-            await engine.wait_ready(self.session, self.start_timeout)
-        except Exception as error:
-            log.error("%s", error)
-            if self._start_failures is not None:
-                self._start_failures.append(error)
-            if not engine.restartable:  # a local engine stays, for shutdown (or a restart) to stop it
-                self._forget(engine)
-            return
-        if self.engines.get(engine.id) is engine:
-            self._add_engine(engine)
-
-    def _forget(self, engine: Engine) -> None:
-        """Let go of an engine that cannot come back (registered engines are not restarted)."""
-        self.heart.discard(engine.id)
-        self.reported_usage.pop(engine.id, None)
-        if self.engines.get(engine.id) is engine:
-            del self.engines[engine.id]
-        for socket in (engine.shell, engine.control, engine.iopub):
-            self.pump.unserve(socket)
-        engine.close_sockets()
-        if isinstance(engine, RegisteredEngine):
-            engine.remove_connection_file(self.registrar.path.parent)
-
-    async def _watch_launcher(self) -> None:
-        """When the launched job ends by itself, its engines are gone with it."""
-        reason = await self.launcher.wait_ended()
-        self._mark_job_dead(reason)
-
-    def _mark_job_dead(self, reason: str) -> None:
-        for engine in list(self.engines.values()):
-            if engine.id in self.launcher.job_engine_ids and isinstance(engine, RegisteredEngine):
-                engine.mark_dead(reason)
-
-    def _stop_stuck_job(self, stuck: list[int]) -> None:
-        """Interrupted engines did not stop: their work fails now, and their whole job is stopped."""
-        stuck = [e for e in stuck if e in self.launcher.job_engine_ids and e in self.router.load]
-        if not stuck:
-            return
-        reason = self.launcher.stuck_reason(stuck)
-        log.error("engines %s did not stop on an interrupt: stopping their job", stuck)
-        self._mark_job_dead(reason)
-        self._tasks.append(asyncio.create_task(self.launcher.stop_job()))
-
-    def _add_engine(self, engine: Engine) -> None:
-        self._deliver(self.router.add_engine(engine.id).deliveries)
-        self.pump.serve(engine.shell, partial(self._handle_engine_reply, engine))
-        self.pump.serve(engine.control, partial(self._handle_engine_reply, engine))
-        self.pump.serve(engine.iopub, partial(self._relay_output, engine))
-        self._watchers[engine.id] = asyncio.create_task(self._watch_engine(engine))
-        self._announce(engine.id, "registered")
-
-    async def _restart_engine(self, client: bytes, header: dict, engine_id: Any) -> None:
-        """Replace an engine (alive or dead) by a fresh kernel with the same id."""
-        engine = self.engines.get(engine_id) if isinstance(engine_id, int) else None
-        if engine is None:
-            reason = f"no engine {engine_id!r}: engines are {sorted(self.engines)}"
-            self._refuse(f"{header['msg_type']} {header['msg_id']}", reason)
-            self._reply(client, HUB_RESTART_REPLY, header, error_content("IndexError", reason))
-            return
-        if not engine.restartable:
-            evalue = (f"engine {engine_id} registered itself (from {getattr(engine, 'host', '?')}); the hub "
-                      "did not start it and cannot restart it (MPI ranks restart only with their whole job: "
-                      "stop and start the cluster)")
-            self._reply(client, HUB_RESTART_REPLY, header, error_content("EngineStartError", evalue))
-            return
-        self._watchers.pop(engine_id).cancel()
-        self._route(self.router.restart_engine(engine_id, "was restarted"))
-        try:
-            await self._replace(engine)
-        except Exception as error:
-            self._reply(client, HUB_RESTART_REPLY, header, error_content(type(error).__name__, str(error)))
-            return
-        self._reply(client, HUB_RESTART_REPLY, header, {"status": "ok"})
-
-    async def _start_more_engines(self, client: bytes, header: dict, n: Any) -> None:
-        """Add ``n`` local kernels, with the lowest ids not in use; answer once all are ready."""
-        if not isinstance(self.launcher, LocalLauncher):
-            reason = (f"the engines of a {self.launcher.label} cluster come and go with their job: "
-                      "only a local cluster adds engines one by one")
-            self._reply(client, HUB_START_ENGINES_REPLY, header, error_content("EngineStartError", reason))
-            return
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            reason = f"start_engines takes a number of engines, 1 or more, not {n!r}"
-            self._reply(client, HUB_START_ENGINES_REPLY, header, error_content("ValueError", reason))
-            return
-        ids = list(itertools.islice((i for i in itertools.count() if i not in self.engines), n))
-        started = await asyncio.gather(*(self._start_local_engine(i) for i in ids), return_exceptions=True)
-        failed = [error for error in started if isinstance(error, BaseException)]
-        if failed:
-            self._reply(client, HUB_START_ENGINES_REPLY, header,
-                        error_content(type(failed[0]).__name__, f"{len(failed)} of {n} engines did not start: "
-                                      f"{failed[0]}"))
-            return
-        self._reply(client, HUB_START_ENGINES_REPLY, header, {"status": "ok", "engine_ids": ids})
-
-    async def _start_local_engine(self, engine_id: int) -> LocalEngine:
-        engine = await LocalEngine.start(engine_id, self.session, connection.security_dir(self.profile),
-                                         self.launcher.kernel_name)
-        self.engines[engine_id] = engine
-        try:
-            await engine.wait_ready(self.session, self.start_timeout)
-        except BaseException:
-            del self.engines[engine_id]
-            await engine.shutdown()
-            raise
-        self._add_engine(engine)
-        return engine
-
-    async def _stop_engines(self, client: bytes, header: dict, engine_ids: Any) -> None:
-        """Stop some local engines for good: their work fails, their ids are free for new engines."""
-        reason = None
-        if not isinstance(engine_ids, list) or not all(type(i) is int for i in engine_ids):
-            reason = ("ValueError", f"stop_engines takes a list of engine ids, not {engine_ids!r}")
-        elif any(i not in self.engines for i in engine_ids):
-            missing = next(i for i in engine_ids if i not in self.engines)
-            reason = ("IndexError", f"no engine {missing}: engines are {sorted(self.engines)}")
-        elif any(not isinstance(self.engines[i], LocalEngine) for i in engine_ids):
-            other = next(i for i in engine_ids if not isinstance(self.engines[i], LocalEngine))
-            reason = ("EngineStartError", f"engine {other} registered itself: the hub did not start it and "
-                                          "cannot stop it alone (stop the cluster)")
-        if reason is not None:
-            self._reply(client, HUB_STOP_ENGINES_REPLY, header, error_content(*reason))
-            return
-        engines = [self.engines[i] for i in dict.fromkeys(engine_ids)]
-        for engine in engines:
-            watcher = self._watchers.pop(engine.id, None)
-            if watcher is not None:
-                watcher.cancel()
-            self.deadlines.forget_engine(engine.id)
-            if engine.id in self.router.load:
-                self._route(self.router.remove_engine(engine.id, "was stopped"))
-            self._forget(engine)
-            self._announce(engine.id, "dead")
-        await asyncio.gather(*(engine.shutdown() for engine in engines), return_exceptions=True)
-        self._reply(client, HUB_STOP_ENGINES_REPLY, header, {"status": "ok"})
-
-    async def _replace(self, engine: Engine) -> None:
-        """Start a fresh kernel in place of ``engine``, whose running work has already been failed.
-
-        Requests for it wait in the router meanwhile; if it does not come back, they fail.
-        """
-        self._announce(engine.id, "restarting")
-        for socket in (engine.shell, engine.control, engine.iopub):
-            self.pump.unserve(socket)
-        try:
-            fresh = await engine.restart(self.session, self.start_timeout)
-        except Exception as error:
-            log.exception("engine %d did not restart", engine.id)
-            self._send_failures(self.router.restart_failed(engine.id, f"did not restart: {error}"))
-            self._announce(engine.id, "dead")
-            raise
-        self.engines[engine.id] = fresh
-        self._add_engine(fresh)
-        log.info("engine %d restarted", engine.id)
-
     async def _shutdown(self) -> None:
-        for task in [*self._tasks, *self._watchers.values(), *self._starting]:
+        for task in self._tasks:
             task.cancel()
         self.pump.close()
         self.client_file.unlink(missing_ok=True)
         self.registrar.close()
-        self.heart.close()
-        by_class: dict[type[Engine], list[Engine]] = {}
-        for engine in self.engines.values():
-            by_class.setdefault(type(engine), []).append(engine)
-        await asyncio.gather(*(kind.shutdown_all(engines, self.session) for kind, engines in by_class.items()),
-                             return_exceptions=True)
-        for engine in self.engines.values():
-            if isinstance(engine, RegisteredEngine):
-                engine.remove_connection_file(self.registrar.path.parent)
-        await self.launcher.stop()
+        await self.supervisor.shutdown()
         self.requests.close(linger=0)
         self.publisher.close(linger=0)
         if self._local_ipc:
@@ -502,8 +302,7 @@ class Hub:
             self._reply(client, HUB_SHUTDOWN_REPLY, header, {"status": "ok"})
             self._stopping.set()
         elif msg_type == HUB_RESTART_REQUEST:
-            engine_id = content.get("engine_id")
-            self._tasks.append(asyncio.create_task(self._restart_engine(client, header, engine_id)))
+            self._answer_when_done(client, header, self.supervisor.restart(content.get("engine_id")))
         elif msg_type == HUB_ABORT_REQUEST:
             self._abort(client, header, content)
         elif msg_type == HUB_RESULT_REQUEST:
@@ -511,14 +310,28 @@ class Hub:
         elif msg_type == HUB_PURGE_REQUEST:
             self._purge(client, header, content)
         elif msg_type == HUB_START_ENGINES_REQUEST:
-            self._tasks.append(asyncio.create_task(self._start_more_engines(client, header, content.get("n"))))
+            self._answer_when_done(client, header, self.supervisor.start_more(content.get("n")), "engine_ids")
         elif msg_type == HUB_STOP_ENGINES_REQUEST:
-            self._tasks.append(asyncio.create_task(self._stop_engines(client, header, content.get("engine_ids"))))
+            self._answer_when_done(client, header, self.supervisor.stop(content.get("engine_ids")))
         elif msg_type == HUB_STATUS_REQUEST:
             self._reply(client, HUB_STATUS_REPLY, header, self._status())
         else:
             reason = f"the hub does not handle {msg_type!r} messages"
             self._refuse_request(client, header, reply_type(msg_type), reason)
+
+    def _answer_when_done(self, client: bytes, header: dict, work: Awaitable, result_key: str | None = None) -> None:
+        """Reply to a request for supervision work once it is done: ok (with its result under
+        ``result_key``), or the error that stopped it."""
+        async def answer() -> None:
+            try:
+                result = await work
+            except Exception as error:
+                content = error_content(type(error).__name__, str(error))
+            else:
+                content = {"status": "ok", **({result_key: result} if result_key else {})}
+            self._reply(client, reply_type(header["msg_type"]), header, content)
+
+        self._tasks.append(asyncio.create_task(answer()))
 
     def _forward_request(self, client: bytes, header: dict, metadata: dict, parts: list) -> None:
         answer_type = ENGINE_REQUESTS[header["msg_type"]]
@@ -541,7 +354,7 @@ class Hub:
         self._deliver(routing.deliveries)
         if routing.failures:
             self._refuse(f"{header['msg_type']} {header['msg_id']}", "it names an engine that does not exist")
-        self._send_failures(routing.failures)
+        self.send_failures(routing.failures)
         if header["msg_type"] == INTERRUPT_REQUEST and self.stuck_watch is not None and not balanced:
             self.stuck_watch.interrupted(targets)
 
@@ -553,24 +366,22 @@ class Hub:
             self._refuse_request(client, header, HUB_ABORT_REPLY, str(error))
             return
         stop = self.router.stop(msg_ids, interrupt=content.get("interrupt") is True)
-        self._send_failures(stop.aborted)
+        self.send_failures(stop.aborted)
         for engine_id, engine_msg_ids in stop.abort.items():
-            control = self.engines[engine_id].control
-            wire.send(self.session, control, ENGINE_ABORT_REQUEST, {"msg_ids": engine_msg_ids})
-            self.pump.wrote(control)
+            abort = wire.build(self.session, ENGINE_ABORT_REQUEST, {"msg_ids": engine_msg_ids})
+            self.pump.send(self.engines[engine_id].control, abort)
         for engine_id in stop.interrupt:
             self._interrupt(self.engines[engine_id])
         if stop.interrupt and self.stuck_watch is not None:
             self.stuck_watch.interrupted(stop.interrupt)
         self._reply(client, HUB_ABORT_REPLY, header, {"status": "ok", "interrupted": stop.interrupt})
 
-    def _interrupt(self, engine: Engine) -> None:
+    def _interrupt(self, engine: EngineLink) -> None:
         """Interrupt what an engine runs, in the hub's own name, the way its kernelspec asks."""
         if engine.interrupts_by_signal:
             self._tasks.append(asyncio.create_task(engine.interrupt_by_signal()))
             return
-        wire.send(self.session, engine.control, INTERRUPT_REQUEST, {})
-        self.pump.wrote(engine.control)
+        self.pump.send(engine.control, wire.build(self.session, INTERRUPT_REQUEST, {}))
 
     def _deliver(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
@@ -582,8 +393,7 @@ class Hub:
             taken = self.segments.announcements(engine.id)
             header = {**delivery.header, "segments_taken": taken} if taken else delivery.header
             payload = delivery.payload if engine.shares_memory else framed_request(self.session, delivery.payload)
-            wire.forward(self.session, socket, header, payload)
-            self.pump.wrote(socket)
+            self.pump.send(socket, wire.forwarded(self.session, header, payload))
             self._clock(engine.id)
 
     def _clock(self, engine_id: int) -> None:
@@ -600,10 +410,10 @@ class Hub:
                 failure = self.router.time_out(overrun.msg_id, overrun.engine_id, overrun.elapsed)
                 if failure is not None:
                     log.info("engine %d: %s", overrun.engine_id, failure.content["evalue"])
-                    self._send_failures([failure])
+                    self.send_failures([failure])
                     self._interrupt(self.engines[overrun.engine_id])
 
-    async def _interrupt_by_signal(self, engine: Engine, header: dict) -> None:
+    async def _interrupt_by_signal(self, engine: EngineLink, header: dict) -> None:
         """Interrupt with SIGINT, as the engine's kernelspec asks, and answer in the engine's name."""
         log.info("interrupting engine %d with SIGINT (its kernelspec's interrupt_mode)", engine.id)
         try:
@@ -613,18 +423,17 @@ class Hub:
             content = error_content(type(error).__name__, f"could not interrupt engine {engine.id}: {error}")
         client, freed = self.router.on_reply(header["msg_id"])
         if client is not None:
-            self._reply(client, INTERRUPT_REQUEST.replace("_request", "_reply"), header, content)
+            self._reply(client, ENGINE_REQUESTS[INTERRUPT_REQUEST], header, content)
         self._deliver(freed)
 
     def _reply(self, client: bytes, msg_type: str, parent: dict, content: dict) -> None:
-        wire.send(self.session, self.requests, msg_type, content, parent=parent, ident=client)
-        self.pump.wrote(self.requests)
+        self.pump.send(self.requests, wire.build(self.session, msg_type, content, parent=parent, ident=client))
 
-    def _route(self, routing: Routing) -> None:
+    def route(self, routing: Routing) -> None:
         """Send what the router decided after an engine went: new tries, then failures."""
         self._send_retries(routing.retries)
         self._deliver(routing.deliveries)
-        self._send_failures(routing.failures)
+        self.send_failures(routing.failures)
 
     def _send_retries(self, retries: list[Retry]) -> None:
         """Tell clients which of their tasks go for another try, and why."""
@@ -634,12 +443,11 @@ class Hub:
             self._reply(retry.client, TASK_RETRY, retry.parent,
                         {"engine_id": retry.engine_id, "reason": retry.reason, "tries": retry.tries})
 
-    def _send_failures(self, failures: list[Failure]) -> None:
+    def send_failures(self, failures: list[Failure]) -> None:
         """Reply in the engines' name, and keep these replies as results like the engines' own."""
         for failure in failures:
-            frames = self.session.serialize(self.session.msg(failure.reply_type, failure.content, failure.parent))
-            self.requests.send_multipart([failure.client, *frames], copy=False)
-            self.pump.wrote(self.requests)
+            frames = wire.build(self.session, failure.reply_type, failure.content, failure.parent)
+            self.pump.send(self.requests, [failure.client, *frames])
             self._keep(failure.parent["msg_id"], failure.engine_id, frames[1:])
 
     def _record(self, engine_id: int, msg_id: str, failed: bool, parts: list, segments: Any) -> None:
@@ -654,48 +462,15 @@ class Hub:
         buffers = [memoryview(b).nbytes for b in segments[1]] if segments else list(map(len, parts[5:]))
         self.history.moved(sum(map(len, parts[:5])) + sum(buffers))
 
-    def _note_usage(self, engine: Engine, frames: list) -> None:
-        _, parts = self.session.feed_identities(frames, copy=False)
-        if not wire.verify(self.session, parts):
-            self._refuse(f"a usage report from engine {engine.id}", "its signature is missing, wrong or replayed")
-            return
-        try:
-            content = wire.load(parts[4])
-            self.reported_usage[engine.id] = Usage(int(content["rss_bytes"]), content.get("cpu_percent"))
-        except (ValueError, KeyError, TypeError) as error:
-            self._refuse(f"a usage report from engine {engine.id}", f"it is malformed ({error})")
-
     def _count_clients(self, frames: list) -> None:
         event = parse_monitor_message([frame.bytes for frame in frames])["event"]
         self._clients_connected += 1 if event == zmq.EVENT_ACCEPTED else -1
 
     def _status(self) -> dict:
         now = time.monotonic()
-        facts = [self._engine_facts(engine, now) for engine in self.engines.values()]
-        self.usage.forget({f.pid for f in facts if f.pid is not None})
-        return status_content(facts, self.router.tasks(), self.deadlines.started(), now, time.time(),
+        return status_content(self.supervisor.facts(now), self.router.tasks(), self.deadlines.started(), now, time.time(),
                               max(self._clients_connected, 0), len(self.results), self.results.nbytes,
                               now - self._started_at)
-
-    def _engine_facts(self, engine: Engine, now: float) -> EngineFacts:
-        watcher = self._watchers.get(engine.id)
-        if engine.id in self.router.restarting:
-            lifecycle = "restarting"
-        elif engine.id in self.router.load:
-            lifecycle = "up"
-        else:
-            lifecycle = "dead" if watcher is not None and watcher.done() else "starting"
-        if isinstance(engine, LocalEngine):
-            kind, host, same_host = "local", gethostname(), True
-        else:
-            kind = self.launcher.label if engine.id in self.launcher.job_engine_ids else "registered"
-            host, same_host = getattr(engine, "host", "?"), engine.shares_memory
-        if lifecycle == "dead":
-            usage = None
-        else:
-            usage = self.usage.sample(engine.pid) if same_host else self.reported_usage.get(engine.id)
-        last = self.heart.last_answer(engine.id)
-        return EngineFacts(engine.id, kind, host, engine.pid, lifecycle, None if last is None else now - last, usage)
 
     def _hub_info(self) -> dict:
         return {
@@ -705,12 +480,23 @@ class Hub:
             "refused": self.refusals.total,
         }
 
-    def _announce(self, engine_id: int, state: str) -> None:
+    def announce(self, engine_id: int, state: str) -> None:
+        """Tell clients that an engine was registered, is restarting or is dead."""
         content = {"engine_id": engine_id, "state": state}
         wire.send(self.session, self.publisher, ENGINE_STATUS, content, ident=HUB_TOPIC)
 
     # -- engines ------------------------------------------------------------
-    def _handle_engine_reply(self, engine: Engine, frames: list) -> None:
+    def serve_engine(self, engine: EngineLink) -> None:
+        """Read a ready engine's replies and output."""
+        self.pump.serve(engine.shell, partial(self._handle_engine_reply, engine))
+        self.pump.serve(engine.control, partial(self._handle_engine_reply, engine))
+        self.pump.serve(engine.iopub, partial(self._relay_output, engine))
+
+    def unserve_engine(self, engine: EngineLink) -> None:
+        for socket in (engine.shell, engine.control, engine.iopub):
+            self.pump.unserve(socket)
+
+    def _handle_engine_reply(self, engine: EngineLink, frames: list) -> None:
         _, parts = self.session.feed_identities(frames, copy=False)
         if not wire.verify(self.session, parts):
             self._refuse(f"a reply from engine {engine.id}", "its signature is missing, wrong or replayed")
@@ -736,8 +522,7 @@ class Hub:
         client, freed = self.router.on_reply(msg_id, failed)
         self._clock(engine.id)
         if client is not None:
-            self.requests.send_multipart([client, *frames], copy=False)
-            self.pump.wrote(self.requests)
+            self.pump.send(self.requests, [client, *frames])
             if segments is not None:
                 names, buffers = segments
                 self.segments.forwarded(msg_id, engine.id, names, buffers, time.monotonic())
@@ -764,9 +549,8 @@ class Hub:
     def _send_results(self, client: bytes, parent: dict, found: list[Found]) -> None:
         found = [(m, state, e, framed(self.session, parts)) for m, state, e, parts in found]
         content, buffers = stored_results_message(found, self.results.why_missing)
-        wire.send(self.session, self.requests, HUB_RESULT_REPLY, content, parent=parent, buffers=buffers,
-                  ident=client)
-        self.pump.wrote(self.requests)
+        reply = wire.build(self.session, HUB_RESULT_REPLY, content, parent=parent, ident=client)
+        self.pump.send(self.requests, [*reply, *buffers])
 
     def _purge(self, client: bytes, header: dict, content: dict) -> None:
         try:
@@ -777,12 +561,23 @@ class Hub:
         purged = self.results.purge(everything, msg_ids, engine_ids)
         self._reply(client, HUB_PURGE_REPLY, header, {"status": "ok", "purged": purged})
 
-    def _relay_output(self, engine: Engine, frames: list) -> None:
+    def _relay_output(self, engine: EngineLink, frames: list) -> None:
         if frames[0].bytes == USAGE_TOPIC:  # for the hub's status, not for clients
             self._note_usage(engine, frames)
             return
         topic = iopub_topic(engine.id, frames[0].bytes)
         self.publisher.send_multipart([topic, *frames[1:]], copy=False)
+
+    def _note_usage(self, engine: EngineLink, frames: list) -> None:
+        _, parts = self.session.feed_identities(frames, copy=False)
+        if not wire.verify(self.session, parts):
+            self._refuse(f"a usage report from engine {engine.id}", "its signature is missing, wrong or replayed")
+            return
+        try:
+            content = wire.load(parts[4])
+            self.supervisor.reported_usage[engine.id] = Usage(int(content["rss_bytes"]), content.get("cpu_percent"))
+        except (ValueError, KeyError, TypeError) as error:
+            self._refuse(f"a usage report from engine {engine.id}", f"it is malformed ({error})")
 
     async def _beat(self) -> None:
         """Tell clients and registered engines the hub is alive (they give up on a silent hub)."""
@@ -799,22 +594,3 @@ class Hub:
             await asyncio.sleep(LIVENESS_PERIOD)
         log.info("the process that started this cluster (pid %d) exited; stopping", self.parent_pid)
         self._stopping.set()
-
-    async def _watch_engine(self, engine: Engine) -> None:
-        reason = await engine.until_dead()
-        log.error("engine %d %s", engine.id, reason)
-        self.deadlines.forget_engine(engine.id)
-        if self.restart_engines and engine.restartable:
-            self._route(self.router.restart_engine(engine.id, reason))
-            with contextlib.suppress(Exception):  # _replace logged it; the engine stays gone
-                await self._replace(engine)
-            return
-        routing = self.router.remove_engine(engine.id, reason)
-        if isinstance(engine, RegisteredEngine):  # it may only be frozen: it must not run this work later
-            owed = [f.parent for f in routing.failures if f.engine_id == engine.id] + [r.parent for r in routing.retries]
-            engine.let_go(self.session, [parent["msg_id"] for parent in owed])
-        self._route(routing)
-        self._announce(engine.id, "dead")
-        if not engine.restartable:
-            self._watchers.pop(engine.id, None)
-            self._forget(engine)

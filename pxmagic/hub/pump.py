@@ -7,7 +7,7 @@ engines (polling every socket cost ~20 ms a message with 1,000).
 
 A ZMQ socket's FD only signals a change, and a send on a socket can consume
 the signal of messages that arrived on it meanwhile.  So every send on a
-served socket is reported with :meth:`SocketPump.wrote`, and each socket
+served socket goes through :meth:`SocketPump.send`, and each socket
 written to is checked once more before the loop moves on (a reply sent to a
 client, say, is checked for the client's next request).  A socket written to
 after its check gets another one on the loop's next turn, and at most
@@ -46,9 +46,6 @@ class SocketPump:
         asyncio.get_running_loop().add_reader(socket.FD, self._drain, socket)
         self._drain(socket)
 
-    def serves(self, socket: zmq.Socket) -> bool:
-        return socket in self._handlers
-
     def unserve(self, socket: zmq.Socket) -> None:
         """Stop reading ``socket`` (before it is closed)."""
         if self._handlers.pop(socket, None) is not None:
@@ -58,6 +55,11 @@ class SocketPump:
         """Stop reading every socket."""
         for socket in list(self._handlers):
             self.unserve(socket)
+
+    def send(self, socket: zmq.Socket, frames: list) -> None:
+        """Send a message on a served socket, frames not copied, and note the send (see :meth:`wrote`)."""
+        socket.send_multipart(frames, copy=False)
+        self.wrote(socket)
 
     def wrote(self, socket: zmq.Socket) -> None:
         """Note a send on a served socket: it is checked for input whose signal the send took."""

@@ -38,7 +38,7 @@ from ..protocol import (
     error_content,
     kernel_url,
 )
-from .engines import Engine
+from .engines import EngineLink
 
 log = logging.getLogger("pxmagic.hub")
 
@@ -50,7 +50,7 @@ LET_GO_LINGER_MS = 2000
 REGISTRATION_BACKLOG = 4096
 
 
-class RegisteredEngine(Engine):
+class RegisteredEngine(EngineLink):
     """An engine kernel that registered itself; only heartbeats or its job tell whether it lives."""
 
     def __init__(self, engine_id: int, registration: dict, context: zmq.Context):
