@@ -80,6 +80,7 @@ class AsyncResult(futures.Future):
         *,
         sizes: Sequence[int] | None = None,
         return_exceptions: bool = False,
+        stop: Callable[[AsyncResult, bool], Any] | None = None,
     ):
         super().__init__()
         self.msg_ids = list(msg_ids)
@@ -102,8 +103,8 @@ class AsyncResult(futures.Future):
         self.retried: list[tuple[int, int, str]] = []
         self._trackers: list = []
         self.outputs: list[Output] = []
-        #: set by the client: stop this result's work (``interrupt``: what runs too, else only what waits)
-        self._stop: Callable[[AsyncResult, bool], Any] | None = None
+        #: the client's way to stop this result's work (``interrupt``: what runs too, else only what waits)
+        self._stop = stop
         self._output_slots_open = len(self.msg_ids)
         #: stream text as it arrives, per stream name and engine; joined when read (appending to
         #: one string would copy all of it again for every chunk)

@@ -15,14 +15,13 @@ import weakref
 from concurrent import futures
 from functools import partial
 from pathlib import Path
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from jupyter_client.session import Session
 
 from .. import connection, digest, sharedmem, wire
-from ..error import EngineError, RemoteError, TimeoutError, remote_error
+from ..error import RemoteError, TimeoutError, remote_error
 from ..protocol import (
     ENGINE_STATUS,
     HUB_ABORT_REQUEST,
@@ -37,7 +36,6 @@ from ..protocol import (
     HUB_STOP_ENGINES_REQUEST,
     HUB_TOPIC,
     INTERRUPT_REQUEST,
-    RELEASE_MIN,
     RESULT_DONE,
     RESULT_MISSING,
     TASK_RETRY,
@@ -49,19 +47,16 @@ from ..protocol import (
     topic_engine,
 )
 from ..replay import RefusalLog
-from .asyncresult import AsyncResult, Output, decode_reply
+from .asyncresult import AsyncResult, decode_reply
 from .balanced import LoadBalancedView
 from .channel import HubChannel
 from .executor import ViewExecutor
+from .ledger import Ledger
 from .status import ClusterStatus
 from .targets import Targets, resolve_targets
 from .view import DirectView, Request
 
 log = logging.getLogger("pxmagic.client")
-
-
-#: iopub messages that an AsyncResult keeps as outputs of its request
-SHOWN_OUTPUTS = {"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"}
 
 
 class Client:
@@ -96,19 +91,14 @@ class Client:
             username=getpass.getuser(),
         )
         self._engines: dict[int, dict] = {}
-        # msg_id -> (result, slot): replies still awaited, and outputs still expected
-        self._pending: dict[str, tuple[AsyncResult, int]] = {}
-        self._outputs: dict[str, tuple[AsyncResult, int]] = {}
-        self.results: OrderedDict[str, AsyncResult] = OrderedDict()
+        self._segment_tag = sharedmem.cluster_tag(self.session.key)
+        #: every request's slots, and the recent results get_result finds here
+        self.ledger = Ledger(partial(_decode, self.session.key, self._segment_tag), self.max_results)
+        self.results = self.ledger.results
         self._hub_requests: dict[str, futures.Future] = {}
-        #: msg_ids failed because the hub fell silent: their results, if they come, are still delivered
-        self._given_up: OrderedDict[str, None] = OrderedDict()
-        #: large results received since the last request, which the hub may drop (filled by the I/O thread)
-        self._received: deque[str] = deque()
         #: messages from the hub dropped (bad signature, malformed), logged at a bounded rate
         self.refusals = RefusalLog(log)
         self.hub_timeout = hub_timeout
-        self._segment_tag = sharedmem.cluster_tag(self.session.key)
         #: segments for large buffers to engines on this host, if the hub is on it (see pxmagic.sharedmem)
         self._host_id = sharedmem.host_id() if sharedmem.enabled() and info.get("host_id") == sharedmem.host_id() else ""
         self._segments = sharedmem.Pool(self._segment_tag) if self._host_id else None
@@ -181,7 +171,7 @@ class Client:
 
         ``terms``: what the hub enforces on each and shows of it (a timeout, retries, a label)."""
         messages, msg_ids, engine_ids, lent = [], [], [], []
-        received = self._take_received()
+        received = self.ledger.take_received()
         for request in requests:
             descriptors, frames = digest.describe(self.session.key, request.buffers, self._segments)
             lent += digest.segment_names(descriptors)
@@ -199,13 +189,10 @@ class Client:
                 msg_ids += [engine_msg_id(request_id, e) for e in request.targets]
                 engine_ids += request.targets
             messages.append(self.session.serialize(msg) + frames)
-        result = result_class(msg_ids, engine_ids, single, method, join)
+        result = result_class(msg_ids, engine_ids, single, method, join, stop=self._stop)
         if lent:
             result.add_done_callback(partial(self._give_back, lent))
-        result._stop = self._stop
-        for index, msg_id in enumerate(msg_ids):
-            self._pending[msg_id] = self._outputs[msg_id] = (result, index)
-            self._remember(msg_id, result)
+        self.ledger.add(result)
         for frames in messages:
             tracker = self._channel.send(frames, track)
             if tracker is not None:
@@ -219,20 +206,6 @@ class Client:
             self._segments.give_back(names, reusable=False)
             return
         self._segments.give_back(names, reusable=not any(e.ename == "EngineError" for e in result.remote_errors))
-
-    def _take_received(self) -> list[str]:
-        taken = []
-        while self._received:
-            try:
-                taken.append(self._received.popleft())
-            except IndexError:  # another thread took the last one
-                break
-        return taken
-
-    def _remember(self, msg_id: str, result: AsyncResult) -> None:
-        self.results[msg_id] = result
-        if len(self.results) > self.max_results:
-            self.results.popitem(last=False)
 
     def get_result(self, msg_ids: str | Iterable[str], timeout: float = 10.0) -> AsyncResult:
         """The AsyncResult of an earlier request by one of its msg_ids, or of several msg_ids.
@@ -255,7 +228,7 @@ class Client:
             result._output_finished()
         remote = {}
         for index, msg_id in enumerate(wanted):
-            local = self._local_result(msg_id)
+            local = self.ledger.find(msg_id)
             if local is None:
                 remote[msg_id] = index
             else:
@@ -263,19 +236,12 @@ class Client:
         if remote:
             self._fetch(result, remote, timeout)
         for msg_id in remote:
-            self._remember(msg_id, result)
+            self.ledger.remember(msg_id, result)
         return result
-
-    def _local_result(self, msg_id: str) -> AsyncResult | None:
-        if msg_id in self.results:
-            return self.results[msg_id]
-        entry = self._pending.get(msg_id)
-        return None if entry is None else entry[0]
 
     def _fetch(self, result: AsyncResult, slots: dict[str, int], timeout: float) -> None:
         """Ask the hub for the results of ``slots`` (msg_id -> slot index of ``result``)."""
-        for msg_id, index in slots.items():
-            self._pending[msg_id] = (result, index)
+        self.ledger.expect(result, slots)
         try:
             content = self._hub_request(HUB_RESULT_REQUEST, timeout, {"msg_ids": list(slots)})["content"]
             if content.get("status") != "ok":
@@ -285,9 +251,7 @@ class Client:
             if missing:
                 raise KeyError(f"no result with msg_id {'; '.join(missing)} in this client or in the hub")
         except BaseException:
-            for msg_id in slots:
-                if self._pending.get(msg_id, (None,))[0] is result:
-                    del self._pending[msg_id]
+            self.ledger.unexpect(result, slots)
             raise
 
     def status(self, timeout: float = 10.0) -> ClusterStatus:
@@ -313,7 +277,7 @@ class Client:
         if jobs == "all":
             finished = [mid for mid, result in self.results.items() if result.done()]
         else:
-            finished = [mid for result in self._results_of(jobs) if isinstance(result, AsyncResult)
+            finished = [mid for result in self.ledger.results_of(jobs) if isinstance(result, AsyncResult)
                         for mid in result.msg_ids]
         for msg_id in finished:
             self.results.pop(msg_id, None)
@@ -404,15 +368,9 @@ class Client:
         if hub_reply is not None:
             hub_reply.set_result(msg)
         elif msg["msg_type"] == TASK_RETRY:
-            waiting = self._pending.get(parent_id)
-            if waiting is not None:
-                result, index = waiting
-                result._retried(index, msg["content"])
+            self.ledger.retried(parent_id, msg["content"])
         elif not stored:
-            self._complete(msg)
-            mapped = digest.segment_bytes(msg["metadata"].get("buffer_digests"))
-            if mapped + sum(buffer.nbytes for buffer in msg["buffers"]) >= RELEASE_MIN:
-                self._received.append(parent_id)
+            self.ledger.reply(msg)
 
     def _on_stored_results(self, content: dict, frames: list) -> None:
         """Deliver the results a ``hub_result_reply`` carries: replies as their engines signed them."""
@@ -425,62 +383,10 @@ class Client:
             if entry["state"] != RESULT_DONE:
                 continue
             if wire.signed(self.session, parts):
-                self._complete(wire.message(parts), entry.get("engine_id"))
+                self.ledger.reply(wire.message(parts), entry.get("engine_id"), stored=True)
                 continue
             self.refusals.refused(f"the stored result of {entry['msg_id']}", "bad signature")
-            waiting = self._pending.pop(entry["msg_id"], None)
-            if waiting is not None:
-                result, index = waiting
-                error = RemoteError("PermissionError", f"the stored result of {entry['msg_id']} is not signed "
-                                    "with this cluster's key", engine_id=entry.get("engine_id"))
-                result._deliver(index, entry.get("engine_id"), None, error)
-
-    def _complete(self, msg: dict, engine_id: int | None = None) -> None:
-        """Fill the AsyncResult slot that waits for this reply."""
-        parent_id = msg["parent_header"].get("msg_id")
-        entry = self._pending.pop(parent_id, None)
-        if entry is None and parent_id in self._given_up:
-            entry = self._late_result(parent_id), 0
-        if entry is None:
-            self._fail_refused_request(parent_id, msg)
-            return
-        result, index = entry
-        content = msg["content"]
-        if engine_id is None:
-            engine_id = result.engine_ids[index]
-        if engine_id is None:  # a balanced task: the reply says which engine ran it
-            engine_id = msg["metadata"].get("engine_id", content.get("engine_id"))
-        # an engine that died sends no "idle"; a call that printed nothing says so in its reply
-        if content.get("ename") == "EngineError" or msg["metadata"].get("quiet"):
-            self._end_output(parent_id)
-        result._replied(index, engine_id, msg)
-        result._deliver(index, engine_id, *decode_reply(msg, engine_id, self.session.key, self._segment_tag))
-
-    def _late_result(self, msg_id: str) -> AsyncResult:
-        """A fresh AsyncResult, found by :meth:`get_result`, for a reply that came after its request was failed."""
-        del self._given_up[msg_id]
-        late = AsyncResult([msg_id], [None], True, "get_result")
-        late._output_finished()
-        self._remember(msg_id, late)
-        return late
-
-    def _fail_refused_request(self, request_id: str, msg: dict) -> None:
-        """The hub refused a whole request, answering its own msg_id: every engine's copy fails with that."""
-        copies = [mid for mid in self._pending if mid.startswith(request_id + "/")]
-        if not copies or msg["content"].get("status") != "error":
-            log.debug("reply to unknown request %s", request_id)
-            return
-        for msg_id in copies:
-            result, index = self._pending[msg_id]
-            self._end_output(msg_id)  # nothing ran
-            self._complete({**msg, "parent_header": {**msg["parent_header"], "msg_id": msg_id}},
-                           result.engine_ids[index])
-
-    def _end_output(self, msg_id: str) -> None:
-        """No more output will come for ``msg_id``: its AsyncResult stops waiting for it."""
-        entry = self._outputs.pop(msg_id, None)
-        if entry is not None:
-            entry[0]._output_finished()
+            self.ledger.unsigned_stored_result(entry["msg_id"], entry.get("engine_id"))
 
     def _on_output(self, frames: list) -> None:
         if len(frames) == 1:  # the hub's heartbeat: hearing it was the point
@@ -491,46 +397,19 @@ class Client:
             return
         if idents and idents[0] == HUB_TOPIC and msg["msg_type"] == ENGINE_STATUS:
             self._on_engine_status(msg["content"])
-            return
-        parent_id = msg["parent_header"].get("msg_id")
-        entry = self._outputs.get(parent_id)
-        if entry is None:
-            return
-        result, _ = entry
-        msg_type, content = msg["msg_type"], msg["content"]
-        if msg_type == "status":
-            if content.get("execution_state") == "idle":
-                self._end_output(parent_id)
-        elif msg_type in SHOWN_OUTPUTS:
-            result._add_output(Output(topic_engine(idents[0]), msg_type, content, msg["metadata"]))
+        elif idents:
+            self.ledger.output(topic_engine(idents[0]), msg)
 
     def _on_hub_silence(self, seconds: float) -> None:
         """Fail everything outstanding once the hub has been silent for ``hub_timeout``.
 
-        The work may still have run (a hub paused, not dead, keeps results):
-        a reply that comes later, or ``get_result``, gets the real outcome,
-        not this failure.  The client's segments go too: a dead hub's cluster
-        leaves nothing in shared memory.
+        The client's segments go too: a dead hub's cluster leaves nothing in shared memory.
         """
-        if seconds >= self.hub_timeout and self._segments is not None:
-            self._segments.close()
-        if seconds < self.hub_timeout or not self._pending:
+        if seconds < self.hub_timeout:
             return
-        reason = (f"the hub ({self.connection_file}) is unreachable: nothing from it for {seconds:.0f} s")
-        for msg_id in list(self._pending):
-            entry = self._pending.pop(msg_id, None)
-            if entry is None:
-                continue
-            result, index = entry
-            if self.results.get(msg_id) is result:  # so that get_result asks the hub
-                self.results.pop(msg_id, None)
-            self._given_up[msg_id] = None
-            if len(self._given_up) > self.max_results:
-                self._given_up.popitem(last=False)
-            self._end_output(msg_id)
-            engine_id = result.engine_ids[index]
-            error = EngineError("EngineError", f"{reason}; request {msg_id} did not complete", "", engine_id)
-            result._deliver(index, engine_id, None, error)
+        if self._segments is not None:
+            self._segments.close()
+        self.ledger.give_up(f"the hub ({self.connection_file}) is unreachable: nothing from it for {seconds:.0f} s")
 
     def _on_engine_status(self, content: dict) -> None:
         engine_id = int(content["engine_id"])
@@ -542,25 +421,9 @@ class Client:
     # -- waiting and closing ----------------------------------------------------
     def wait(self, jobs: Any = None, timeout: float | None = None) -> bool:
         """Wait for AsyncResults (or msg_ids), or for everything outstanding; True if all done."""
-        results = self._results_of(jobs)
+        results = self.ledger.results_of(jobs)
         done, not_done = futures.wait(results, timeout=timeout if timeout is None or timeout >= 0 else None)
         return not not_done
-
-    def _results_of(self, jobs: Any) -> set[futures.Future]:
-        """The futures ``jobs`` names: AsyncResults (or any Future), msg_ids, or everything outstanding."""
-        if jobs is None:
-            return {result for result, _ in list(self._pending.values())}
-        if isinstance(jobs, (futures.Future, str)):
-            jobs = [jobs]
-        results = set()
-        for job in jobs:
-            if isinstance(job, futures.Future):
-                results.add(job)
-            elif isinstance(job, str) and job in self.results:
-                results.add(self.results[job])
-            elif not isinstance(job, str):
-                raise TypeError(f"jobs are AsyncResults, futures or msg_ids, not {job!r}")
-        return results
 
     def abort(self, jobs: Any = None, targets: Targets = None, timeout: float = 10.0) -> None:
         """Drop requests that have not started yet: ``jobs``, or everything outstanding on ``targets``.
@@ -570,14 +433,12 @@ class Client:
         :meth:`interrupt`).
         """
         if jobs is not None:
-            msg_ids = [mid for result in self._results_of(jobs) if isinstance(result, AsyncResult)
-                       for mid in result.msg_ids if mid in self._pending]
+            msg_ids = [mid for result in self.ledger.results_of(jobs) if isinstance(result, AsyncResult)
+                       for mid in result.msg_ids if self.ledger.awaiting(mid)]
         elif targets is not None:
-            engines = set(self.resolve_targets(targets)[0])
-            msg_ids = [mid for mid, (result, index) in list(self._pending.items())
-                       if result.engine_ids[index] in engines]
+            msg_ids = self.ledger.outstanding(set(self.resolve_targets(targets)[0]))
         else:
-            msg_ids = list(self._pending)
+            msg_ids = self.ledger.outstanding()
         if msg_ids:
             self._hub_request(HUB_ABORT_REQUEST, timeout, {"msg_ids": msg_ids})
 
@@ -587,7 +448,7 @@ class Client:
         An interrupt comes from Ctrl-C, so it does not wait for the hub's answer:
         the replies (KeyboardInterrupt, aborted) complete the result.
         """
-        msg_ids = [msg_id for msg_id in result.msg_ids if msg_id in self._pending]
+        msg_ids = [msg_id for msg_id in result.msg_ids if self.ledger.awaiting(msg_id)]
         if not msg_ids:
             return
         if interrupt:
@@ -678,3 +539,7 @@ class Client:
 def _copy_slot(source_index: int, target: AsyncResult, index: int, source: AsyncResult) -> None:
     """Fill slot ``index`` of ``target`` with what slot ``source_index`` of ``source`` got."""
     target._deliver(index, *source._slot_outcome(source_index))
+
+
+def _decode(key: bytes, segment_tag: str, msg: dict, engine_id: int | None) -> tuple[Any, RemoteError | None]:
+    return decode_reply(msg, engine_id, key, segment_tag)
