@@ -10,8 +10,10 @@ clients take it; each client makes its own key pair per connection.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
-import zmq
+if TYPE_CHECKING:  # imported where keys are made: checking options (pxmagic.hub.options) loads no ZMQ
+    import zmq
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -37,6 +39,8 @@ def exposure_warning(ip: str, curve: bool) -> str | None:
 
 def server_keys() -> tuple[bytes, bytes]:
     """A fresh (public, secret) CurveZMQ key pair for a hub."""
+    import zmq
+
     if not zmq.has("curve"):
         raise RuntimeError("this libzmq was built without CurveZMQ support; --curve is not available")
     return zmq.curve_keypair()
@@ -51,6 +55,8 @@ def make_server(socket: zmq.Socket, public: bytes, secret: bytes) -> None:
 
 def make_client(socket: zmq.Socket, server_public: str) -> None:
     """Make ``socket`` (before it connects) talk CurveZMQ to the server with that public key."""
+    import zmq
+
     public, secret = zmq.curve_keypair()
     socket.curve_serverkey = server_public.encode()
     socket.curve_publickey = public

@@ -14,7 +14,8 @@ from jupyter_client.session import Session
 
 from pxmagic.digest import MAC_MIN, digests, matches
 from pxmagic.hub.archive import ArchiveError, SqliteArchive, decode_frames, encode_frames
-from pxmagic.hub.store import COPY_BELOW, ResultStore, StoreOptions, Waiter, options_from_arguments, store_arguments
+from pxmagic.hub.options import StoreOptions, add_store_options, store_options
+from pxmagic.hub.store import COPY_BELOW, ResultStore, Waiter
 from pxmagic.protocol import (
     RELEASE_MIN,
     RESULT_DONE,
@@ -126,9 +127,9 @@ def test_store_options_round_trip_through_hub_arguments():
     options = StoreOptions("sqlite", 12, 3 * 2**20)
     assert options.arguments() == ["--store", "sqlite", "--max-results", "12", "--max-results-mb", "3.0"]
     parser = argparse.ArgumentParser()
-    store_arguments(parser)
-    assert options_from_arguments(parser.parse_args(options.arguments())) == options, "and back"
-    assert options_from_arguments(parser.parse_args([])) == StoreOptions()
+    add_store_options(parser)
+    assert store_options(parser.parse_args(options.arguments())) == options, "and back"
+    assert store_options(parser.parse_args([])) == StoreOptions()
 
 
 # -- the reply that carries stored results ---------------------------------------

@@ -7,22 +7,17 @@ import time
 
 from .. import connection
 from ..error import PxError
-from ..hub.__main__ import add_curve_option, add_dashboard_option, add_engine_options, check_engine_options
-from ..hub.archive import ArchiveError
-from ..hub.store import StoreOptions, options_from_arguments, store_arguments
-from .launcher import ENGINE_SETTINGS, ClusterError, engine_options, start_hub, stop_hub
+from ..hub.options import (ENGINE_SETTINGS, add_curve_option, add_dashboard_option, add_engine_options,
+                           add_store_options, engine_options, hub_arguments, settle_engines, store_options)
+from .launcher import ClusterError, start_hub, stop_hub
 
 
 def _start(args: argparse.Namespace) -> int:
-    problem = check_engine_options(args, default_n=4)
-    if problem:
-        print(f"pxcluster: {problem}", file=sys.stderr)
-        return 2
-    if args.n < 1:
-        print("pxcluster: -n must be at least 1", file=sys.stderr)
-        return 2
     try:
-        store = options_from_arguments(args)
+        args.n, args.curve = settle_engines(args.engines, args.hosts, args.n, args.curve, args.ip, default_n=4)
+        if args.n < 1:
+            raise ValueError("-n must be at least 1")
+        store = store_options(args)
     except ValueError as error:
         print(f"pxcluster: {error}", file=sys.stderr)
         return 2
@@ -41,16 +36,8 @@ def _start(args: argparse.Namespace) -> int:
         return 0
     from ..hub.__main__ import main as hub_main
 
-    argv = ["-n", str(args.n), "--profile", args.profile, "--cluster-id", args.cluster_id, "--ip", args.ip,
-            "--start-timeout", str(args.timeout), *options]
-    if args.kernel_name:
-        argv += ["--kernel-name", args.kernel_name]
-    argv.append("--curve" if args.curve else "--no-curve")
-    if args.restart_engines:
-        argv.append("--restart-engines")
-    if store != StoreOptions():
-        argv += store.arguments()
-    return hub_main(argv)
+    return hub_main(hub_arguments(args.n, args.profile, args.cluster_id, args.ip, args.timeout, args.curve,
+                                  args.kernel_name, args.restart_engines, store, more=options))
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -130,7 +117,7 @@ def parser(start_defaults: dict | None = None) -> argparse.ArgumentParser:
     add_dashboard_option(start)
     # only what the user sets is passed on: the hub knows its own defaults
     start.set_defaults(**{name: None for name in ENGINE_SETTINGS if name != "hosts"})
-    store_arguments(start)
+    add_store_options(start)
     if start_defaults:
         known = {action.dest for action in start._actions} - {"help", "profile", "cluster_id"}
         unknown = sorted(set(start_defaults) - known)
@@ -159,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             # the profile's pxcluster.json supplies what the command line leaves out
             args = parser(connection.cluster_config(args.profile)).parse_args(argv)
         return args.run(args)
-    except (ClusterError, PxError, ArchiveError) as error:
+    except (ClusterError, PxError) as error:
         print(f"pxcluster: {error}", file=sys.stderr)
         return 1
 

@@ -1,7 +1,6 @@
 """Cluster: start and stop a hub with its engines from Python."""
 from __future__ import annotations
 
-import argparse
 import atexit
 import importlib.util
 import secrets
@@ -11,10 +10,9 @@ from typing import Any
 
 from .. import connection
 from ..dashboard import NEEDS_BOKEH
-from ..hub.__main__ import check_engine_options
-from ..hub.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB, StoreOptions
+from ..hub.options import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB, StoreOptions, engine_options, settle_engines
 from ..protocol import ENGINE_KINDS
-from .launcher import engine_options, start_hub, stop_hub
+from .launcher import start_hub, stop_hub
 
 
 class Cluster:
@@ -71,12 +69,7 @@ class Cluster:
             if importlib.util.find_spec("bokeh") is None:
                 raise ImportError(NEEDS_BOKEH)
             self._hub_options += ["--dashboard", str(port)]
-        settled = argparse.Namespace(engines=engines, hosts=engine_settings.get("hosts") or "", n=n, curve=curve,
-                                     ip=ip)
-        problem = check_engine_options(settled, default_n=4)
-        if problem:
-            raise ValueError(problem)
-        n, curve = settled.n, settled.curve
+        n, curve = settle_engines(engines, engine_settings.get("hosts") or "", n, curve, ip, default_n=4)
         if n < 1:
             raise ValueError(f"a cluster needs at least one engine, not n={n}")
         self.store = StoreOptions(store, max_results, int(max_results_mb * MB))

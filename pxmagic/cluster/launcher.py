@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import connection, encryption
-from ..hub.store import StoreOptions
+from ..hub.options import StoreOptions, hub_arguments
 
 
 class ClusterError(RuntimeError):
@@ -60,7 +60,7 @@ def start_hub(
     replaces an engine that dies by a fresh one with the same id.  ``store``
     says how the hub keeps results.  ``hub_options`` are more of the hub's
     command-line options, such as those that say where engines come from
-    (:func:`engine_options`).
+    (:func:`pxmagic.hub.options.engine_options`).
     """
     if curve is None:
         curve = not encryption.is_loopback(ip)
@@ -72,18 +72,9 @@ def start_hub(
     if info and connection.pid_alive(int(info.get("hub_pid", -1))):
         raise ClusterError(connection.cluster_running(profile, cluster_id, info["hub_pid"]))
     log_path = connection.hub_log(profile, cluster_id)
-    command = [sys.executable, "-m", "pxmagic.hub", "-n", str(n), "--profile", profile,
-               "--cluster-id", cluster_id, "--ip", ip, "--start-timeout", str(timeout)]
-    if kernel_name:
-        command += ["--kernel-name", kernel_name]
-    command += hub_options
-    if tied_to_caller:
-        command += ["--parent-pid", str(os.getpid())]
-    command.append("--curve" if curve else "--no-curve")
-    if restart_engines:
-        command.append("--restart-engines")
-    if store is not None and store != StoreOptions():
-        command += store.arguments()
+    command = [sys.executable, "-m", "pxmagic.hub",
+               *hub_arguments(n, profile, cluster_id, ip, timeout, curve, kernel_name, restart_engines, store,
+                              os.getpid() if tied_to_caller else None, hub_options)]
     # glibc >= 2.35 backs large malloc'd blocks (every big ZMQ frame) with transparent huge pages:
     # far fewer page faults per received array; other libcs and older glibcs ignore it
     env = {**os.environ, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")}
@@ -105,26 +96,6 @@ def start_hub(
             hub.kill()
             raise ClusterError(f"the cluster was not ready after {timeout:.0f} s; see {log_path}")
         time.sleep(0.02)
-
-
-#: the hub's options that say where engines come from and how they are watched (see pxmagic.hub --help)
-ENGINE_SETTINGS = ("heartbeat_period", "mpiexec", "mpi_args", "mpi_interrupt_timeout", "hosts", "ssh",
-                   "ssh_options", "engine_python", "sbatch_args")
-
-
-def engine_options(engines: str = "local", **settings: str | float | None) -> list[str]:
-    """The hub's command-line options for these engine settings (None: the hub's default).
-
-    ``settings`` are named like the hub's options (``mpi_args`` for ``--mpi-args``).
-    """
-    unknown = sorted(set(settings) - set(ENGINE_SETTINGS))
-    if unknown:
-        raise TypeError(f"unknown engine settings {', '.join(unknown)}; known: {', '.join(ENGINE_SETTINGS)}")
-    options = [f"--engines={engines}"]
-    for name, value in settings.items():
-        if value is not None:
-            options.append(f"--{name.replace('_', '-')}={value}")  # one word: a value may itself start with "--"
-    return options
 
 
 #: seconds a hub that did not answer the shutdown request gets to stop on SIGTERM

@@ -8,15 +8,14 @@ import importlib.util
 import logging
 import sys
 
-from .. import connection, encryption
+from .. import connection
 from ..dashboard import NEEDS_BOKEH
-from ..protocol import ENGINE_KINDS
 from .archive import ArchiveError
-from .engines import KERNEL_NAME, EngineStartError
-from .heartbeat import DEFAULT_MISSES, DEFAULT_PERIOD
+from .engines import EngineStartError
 from .hub import Hub
 from .launchers import Launcher
-from .store import options_from_arguments, store_arguments
+from .options import (KERNEL_NAME, add_curve_option, add_dashboard_option, add_engine_options, add_store_options,
+                      settle_engines, store_options)
 
 
 def make_launcher(args: argparse.Namespace) -> Launcher:
@@ -40,71 +39,6 @@ def make_launcher(args: argparse.Namespace) -> Launcher:
     return Launcher()
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """Options that choose and tune where engines come from; pxcluster passes them on."""
-    parser.add_argument("--engines", choices=ENGINE_KINDS, default="local",
-                        help="local: kernels on this host; mpi: the ranks of one mpiexec job; "
-                             "ssh: over ssh on --hosts (implies --curve); slurm: the tasks of one sbatch job; "
-                             "external: wait for engines started by hand with "
-                             "`python -m pxmagic.engine --register <pxmagic-engine.json>`")
-    parser.add_argument("--heartbeat-period", type=float, default=DEFAULT_PERIOD,
-                        help="seconds between heartbeats to registered engines; one that misses "
-                             f"{DEFAULT_MISSES} in a row is dead (default: {DEFAULT_PERIOD:g})")
-    parser.add_argument("--mpiexec", default="mpiexec", help="the MPI launcher to run (default: mpiexec)")
-    parser.add_argument("--mpi-args", default="", help="extra arguments for mpiexec, as one string")
-    parser.add_argument("--mpi-interrupt-timeout", type=float, default=10.0,
-                        help="seconds interrupted MPI engines get to finish before the whole job is stopped "
-                             "(default: 10)")
-    parser.add_argument("--hosts", default="", help="ssh: where engines run, HOST[:ENGINES],... "
-                                                    "(for example node1:2,user@node2:2)")
-    parser.add_argument("--ssh", default="ssh", help="ssh: the ssh client to run (default: ssh)")
-    parser.add_argument("--ssh-options", default="",
-                        help="ssh: extra options for ssh, as one string (for example '-F ~/.ssh/cluster.conf')")
-    parser.add_argument("--engine-python", default=None,
-                        help="ssh, slurm: the Python, with pxmagic installed, that runs engines on the other "
-                             "hosts (default: this hub's own, the same path there)")
-    parser.add_argument("--sbatch-args", default="", help="slurm: extra arguments for sbatch, as one string")
-
-
-def add_curve_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--curve", action=argparse.BooleanOptionalAction, default=None,
-                        help="encrypt client and engine traffic with CurveZMQ (default: when --ip is not "
-                             "loopback, or engines come over ssh; --no-curve opts out)")
-
-
-def add_dashboard_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dashboard", type=int, nargs="?", const=0, default=None, metavar="PORT",
-                        help="serve the live dashboard on --ip, at PORT (default: a free one); "
-                             "needs pip install 'pxmagic[dashboard]'")
-
-
-def check_engine_options(args: argparse.Namespace, default_n: int) -> str | None:
-    """Settle ``args.n`` and ``args.curve`` for the chosen engines; say what is wrong, if anything.
-
-    A hub that listens beyond loopback encrypts with CurveZMQ unless told
-    ``--no-curve``; ssh engines talk to the hub across a network, so they
-    imply it too.  Their number comes from ``--hosts``, and an ``-n`` given
-    too must agree.
-    """
-    if args.curve is None:
-        args.curve = args.engines == "ssh" or not encryption.is_loopback(args.ip)
-    if args.engines != "ssh":
-        if args.hosts:
-            return "--hosts is for --engines ssh"
-        args.n = default_n if args.n is None else args.n
-        return None
-    from .launchers.ssh import engine_count
-
-    try:
-        count = engine_count(args.hosts)
-    except ValueError as error:
-        return str(error)
-    if args.n is not None and args.n != count:
-        return f"-n {args.n} does not match --hosts {args.hosts!r}, which asks for {count} engines"
-    args.n = count
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pxmagic.hub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,11 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     add_dashboard_option(parser)
     add_engine_options(parser)
-    store_arguments(parser)
+    add_store_options(parser)
     args = parser.parse_args(argv)
-    problem = check_engine_options(args, default_n=2)
-    if problem:
-        parser.error(problem)
+    try:
+        args.n, args.curve = settle_engines(args.engines, args.hosts, args.n, args.curve, args.ip, default_n=2)
+    except ValueError as error:
+        parser.error(str(error))
     if args.n < 1:
         parser.error("-n must be at least 1")
     if args.heartbeat_period <= 0:
@@ -137,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dashboard is not None and importlib.util.find_spec("bokeh") is None:
         parser.error(NEEDS_BOKEH)
     try:
-        store = options_from_arguments(args)
+        store = store_options(args)
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -32,8 +32,7 @@ from jupyter_client.session import Session
 
 from .. import encryption, wire
 from ..protocol import ENGINE_ID_ENV, kernel_url
-
-KERNEL_NAME = "pxmagic-engine"
+from .options import KERNEL_NAME
 
 #: how often the hub asks a local engine's kernel manager whether the process lives
 LIVENESS_PERIOD = 0.5

@@ -24,15 +24,10 @@ from dataclasses import dataclass
 import zmq
 
 from .. import encryption
+from .options import DEFAULT_MISSES, DEFAULT_PERIOD
 
 log = logging.getLogger("pxmagic.hub")
 
-#: seconds between pings; an engine that leaves DEFAULT_MISSES in a row unanswered is dead.
-#: A dead engine is then found 3 to 3.5 s after it died, within the 5 s promised for its work to
-#: fail even on a loaded machine, while a stall shorter than 2.5 s (a swap storm, a brief SIGSTOP,
-#: a network hiccup) is never taken for death: the work of a frozen engine is not failed lightly.
-DEFAULT_PERIOD = 0.5
-DEFAULT_MISSES = 6
 PING = b"ping"
 
 

@@ -80,8 +80,8 @@ from .history import Finished, TaskHistory
 from .status import status_content
 from .supervisor import Supervisor
 from ..usage import Usage
-from .engines import KERNEL_NAME, LIVENESS_PERIOD, EngineLink, allow_many_engines
-from .heartbeat import DEFAULT_PERIOD, HeartMonitor
+from .engines import LIVENESS_PERIOD, EngineLink, allow_many_engines
+from .heartbeat import HeartMonitor
 from .interrupts import StuckWatch
 from .launchers import LaunchContext, Launcher
 from .launchers.local import LocalLauncher
@@ -89,7 +89,8 @@ from .pump import SocketPump
 from .registration import Registrar
 from .router import Delivery, Failure, Retry, Router, Routing
 from .segments import SegmentBook, framed, framed_request, reply_segments
-from .store import Found, StoreOptions, Waiter
+from .options import DEFAULT_PERIOD, KERNEL_NAME, StoreOptions
+from .store import Found, Waiter, open_store
 
 log = logging.getLogger("pxmagic.hub")
 
@@ -155,7 +156,7 @@ class Hub:
             self.curve_public, secret = encryption.server_keys()
             for socket in (self.requests, self.publisher, self.registrar.socket):
                 encryption.make_server(socket, self.curve_public, secret)
-        self.results = (store or StoreOptions()).open(connection.results_file(profile, cluster_id), self.session)
+        self.results = open_store(store or StoreOptions(), connection.results_file(profile, cluster_id), self.session)
         #: result segments the hub maps, and what engines must hear of them (see .segments)
         self.segments = SegmentBook()
         self.history = TaskHistory()

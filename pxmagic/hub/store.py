@@ -21,7 +21,6 @@ bytes), so the rules are testable on their own.
 """
 from __future__ import annotations
 
-import argparse
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,18 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..protocol import RELEASE_MIN, RESULT_DONE, RESULT_MISSING, RESULT_PENDING
+from .options import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB, StoreOptions
 
 if TYPE_CHECKING:
     from jupyter_client.session import Session
 
-MB = 2**20
 #: received frames smaller than this are copied into the store: ZMQ reads small messages into
 #: shared 8 KB buffers, and keeping such a frame keeps its whole buffer alive (~10 KB a small
 #: result instead of ~1.5 KB, measured); bigger frames have buffers of their own and are kept as they are
 COPY_BELOW = 64 * 1024
-DEFAULT_MAX_RESULTS = 10_000
-DEFAULT_MAX_BYTES = 256 * MB
-STORES = ("memory", "sqlite")
 
 
 @dataclass(slots=True)
@@ -76,64 +72,14 @@ class Archive(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
-class StoreOptions:
-    """How the hub keeps results: ``kind`` is ``"memory"`` or ``"sqlite"``, plus the memory limits."""
+def open_store(options: StoreOptions, archive_path: Path, session: Session) -> ResultStore:
+    """The store ``options`` describe; ``archive_path`` is used by ``sqlite`` only."""
+    archive = None
+    if options.kind == "sqlite":
+        from .archive import SqliteArchive
 
-    kind: str = "memory"
-    max_results: int = DEFAULT_MAX_RESULTS
-    max_bytes: int = DEFAULT_MAX_BYTES
-
-    def __post_init__(self) -> None:
-        if self.kind not in STORES:
-            raise ValueError(f"unknown result store {self.kind!r}: choose one of {', '.join(STORES)}")
-        if self.max_results < 0 or self.max_bytes < 0:
-            raise ValueError(f"result store limits cannot be negative: max_results={self.max_results}, "
-                             f"max_bytes={self.max_bytes}")
-
-    def arguments(self) -> list[str]:
-        """These options as ``python -m pxmagic.hub`` arguments."""
-        return ["--store", self.kind, "--max-results", str(self.max_results),
-                "--max-results-mb", repr(self.max_bytes / MB)]
-
-    def open(self, archive_path: Path, session: Session) -> ResultStore:
-        """The store these options describe; ``archive_path`` is used by ``sqlite`` only."""
-        archive = None
-        if self.kind == "sqlite":
-            from .archive import SqliteArchive
-
-            archive = SqliteArchive(archive_path, session)
-        return ResultStore(self.max_results, self.max_bytes, archive)
-
-
-STORE_HELP = f"""\
-Every result (an engine's reply) is forwarded to the client that asked and
-kept in the hub's memory, so a client can fetch it later by msg_id with
-rc.get_result(msg_id), even a result of another client or of one that died.
-The oldest are culled first once more than --max-results results or
---max-results-mb MB are kept; a result bigger than --max-results-mb on its
-own is not kept in memory, and one of 1 MB or more leaves memory once the
-client that asked has it.  rc.purge_results() frees them at once.
---store sqlite also writes every result to
-$IPYTHONDIR/profile_<profile>/pxmagic/results[-<cluster id>].sqlite,
-where it stays, culled from memory or not, until purged.
-Defaults: --store memory --max-results {DEFAULT_MAX_RESULTS} --max-results-mb {DEFAULT_MAX_BYTES // MB}."""
-
-
-def store_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the result store's options (used by ``python -m pxmagic.hub`` and ``pxcluster start``)."""
-    group = parser.add_argument_group("result store", STORE_HELP)
-    group.add_argument("--store", choices=STORES, default="memory",
-                       help="memory only, or sqlite as well (default: memory)")
-    group.add_argument("--max-results", type=int, default=DEFAULT_MAX_RESULTS,
-                       help=f"results kept in memory at most (default: {DEFAULT_MAX_RESULTS})")
-    group.add_argument("--max-results-mb", type=float, default=DEFAULT_MAX_BYTES / MB,
-                       help=f"MB of results kept in memory at most (default: {DEFAULT_MAX_BYTES // MB})")
-
-
-def options_from_arguments(args: argparse.Namespace) -> StoreOptions:
-    """The StoreOptions of parsed :func:`store_arguments`; ValueError names a bad one."""
-    return StoreOptions(args.store, args.max_results, int(args.max_results_mb * MB))
+        archive = SqliteArchive(archive_path, session)
+    return ResultStore(options.max_results, options.max_bytes, archive)
 
 
 Found = tuple[str, str, int | None, list]

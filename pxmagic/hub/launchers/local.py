@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ..engines import KERNEL_NAME, LocalEngine
+from ..engines import LocalEngine
+from ..options import KERNEL_NAME
 from . import LaunchContext, Launcher
 
 

@@ -35,6 +35,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from ..engines import EngineStartError
+from ..options import parse_hosts
 from . import LaunchContext, Launcher
 
 log = logging.getLogger("pxmagic.hub")
@@ -43,26 +44,6 @@ log = logging.getLogger("pxmagic.hub")
 BASE_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=15")
 #: seconds ssh processes get to end by themselves after the engines were asked to shut down
 STOP_GRACE = 5.0
-
-
-def parse_hosts(spec: str) -> list[tuple[str, int]]:
-    """``"host1:2,user@host2:3,host3"`` as ``[(host, engines), ...]``; ValueError names a bad entry."""
-    hosts = []
-    for entry in (part.strip() for part in spec.split(",")):
-        if not entry:
-            continue
-        host, _, count = entry.rpartition(":") if ":" in entry else (entry, "", "1")
-        if not host or not count.isdigit() or int(count) < 1:
-            raise ValueError(f"--hosts entry {entry!r} is not HOST or HOST:ENGINES (ENGINES a positive integer)")
-        hosts.append((host, int(count)))
-    if not hosts:
-        raise ValueError("--hosts names no host: give HOST[:ENGINES],... (for example node1:2,node2:2)")
-    return hosts
-
-
-def engine_count(spec: str) -> int:
-    """How many engines ``--hosts`` asks for."""
-    return sum(count for _, count in parse_hosts(spec))
 
 
 def ssh_command(ssh: str, options: Sequence[str], host: str, python: str, job: str, rank: int) -> list[str]:
