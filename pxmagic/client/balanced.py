@@ -12,17 +12,15 @@ import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..engine import ops
+from .. import engine_calls
 from .asyncresult import AsyncResult
 from . import partition
 from ..protocol import RequestTerms, is_count
-from .view import View, apply_request
-
-if TYPE_CHECKING:
-    from .client import Client
-    from .targets import Targets
+from .requests import Submitter, apply_request
+from .targets import Targets
+from .view import View
 
 
 class LoadBalancedView(View):
@@ -35,7 +33,7 @@ class LoadBalancedView(View):
 
     flags = (*View.flags, "retries", "retry_errors")
 
-    def __init__(self, client: Client, targets: Targets = None):
+    def __init__(self, client: Submitter, targets: Targets = None):
         super().__init__(client, targets)
         self.retries = 0
         self.retry_errors = False
@@ -82,7 +80,7 @@ class LoadBalancedView(View):
             sizes.append(min(start + size, length) - start)
             chunks = tuple(partition.cut(s, start, min(start + size, length)) for s in sequences)
             if elementwise:
-                requests.append(apply_request(ops.map_chunk, (func, start, *chunks), {}, candidates, True))
+                requests.append(apply_request(engine_calls.map_chunk, (func, start, *chunks), {}, candidates, True))
             else:
                 requests.append(apply_request(func, chunks, kwargs, candidates, True))
         join = partition.flatten_lists if elementwise else partition.join

@@ -54,7 +54,8 @@ from .executor import ViewExecutor
 from .ledger import Ledger
 from .status import ClusterStatus
 from .targets import Targets, resolve_targets
-from .view import DirectView, Request
+from .requests import Request
+from .view import DirectView
 
 log = logging.getLogger("pxmagic.client")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
-from ..engine import ops
+from .. import engine_calls
 
 if TYPE_CHECKING:
     from .asyncresult import AsyncResult
@@ -75,4 +75,4 @@ class ViewExecutor(futures.Executor):
 
 def _run_chunk(fn: Callable, offset: int, calls: list[tuple]) -> list:
     """One task of a chunked map: ``fn`` on each argument tuple, on the engine."""
-    return ops.map_chunk(fn, offset, *zip(*calls))
+    return engine_calls.map_chunk(fn, offset, *zip(*calls))

@@ -12,7 +12,7 @@ import sys
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..engine import ops
+from .. import engine_calls
 
 if TYPE_CHECKING:
     from .view import DirectView
@@ -65,7 +65,7 @@ class SyncImports:
                 if getattr(sys.modules.get(module_name), attribute, None) is value:
                     bindings.append((name, module_name, attribute))
                     break
-        self.view._apply(ops.sync_imports, (self._modules, bindings), block=True)
+        self.view.apply_sync(engine_calls.sync_imports, self._modules, bindings)
 
     def _tops(self) -> set[str]:
         return {name.partition(".")[0] for name in self._modules}

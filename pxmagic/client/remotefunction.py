@@ -24,7 +24,10 @@ class RemoteFunction:
         return f"<{type(self).__name__} {getattr(self.func, '__name__', self.func)!r} on {self.view!r}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.view._apply(self.func, args, kwargs, block=self.block)
+        if self.block is None:
+            return self.view.apply(self.func, *args, **kwargs)
+        call = self.view.apply_sync if self.block else self.view.apply_async
+        return call(self.func, *args, **kwargs)
 
 
 class ParallelFunction(RemoteFunction):

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Union
 
-Targets = Any  # None, "all", an engine id, a slice, or an iterable of ids
+#: which engines: None or "all" (every engine), an engine id, a slice of the ids, or an iterable of ids
+Targets = Union[None, str, int, slice, Iterable[int]]
 
 
 def resolve_targets(targets: Targets, ids: list[int]) -> tuple[list[int], bool]:

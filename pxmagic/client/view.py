@@ -15,38 +15,18 @@ import keyword
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .. import serialize
-from ..engine import ops
-from ..protocol import APPLY_REQUEST, EXECUTE_REQUEST, RequestTerms, is_seconds
+from .. import engine_calls
+from ..protocol import EXECUTE_REQUEST, RequestTerms, is_seconds
 from . import partition
 from .asyncresult import AsyncResult
-from .progress import interactive
 from .imports import SyncImports
+from .progress import interactive
 from .remotefunction import ParallelFunction, RemoteFunction
-
-if TYPE_CHECKING:
-    from .client import Client
-    from .targets import Targets
-
-
-@dataclass
-class Request:
-    """One request for the hub: run on every engine of ``targets``, or, balanced, on one of them."""
-
-    msg_type: str
-    content: dict
-    targets: list[int] | None
-    balanced: bool = False
-    buffers: Sequence = ()
-
-
-def apply_request(func: Callable, args: tuple, kwargs: dict, targets: list[int] | None,
-                  balanced: bool = False) -> Request:
-    return Request(APPLY_REQUEST, {}, targets, balanced, serialize.pack_call(func, args, kwargs))
+from .requests import Request, Submitter, apply_request
+from .targets import Targets
 
 
 def check_timeout(seconds: Any) -> float | None:
@@ -80,7 +60,7 @@ class View:
     #: the attributes that :meth:`set_flags` and :meth:`temp_flags` set
     flags = ("block", "track", "targets", "timeout", "return_exceptions", "label")
 
-    def __init__(self, client: Client, targets: Targets):
+    def __init__(self, client: Submitter, targets: Targets):
         self.client = client
         self._targets = targets
         self.block = False
@@ -272,7 +252,7 @@ class History:
 class DirectView(View):
     """A view on a fixed set of engines (``rc[:]``, ``rc[0]``, ``rc[::2]``)."""
 
-    def __init__(self, client: Client, targets: Targets = "all"):
+    def __init__(self, client: Submitter, targets: Targets = "all"):
         super().__init__(client, targets)
 
     def __repr__(self) -> str:
@@ -313,7 +293,7 @@ class DirectView(View):
         for engine_id, (start, stop) in zip(ids, bounds):
             chunks = tuple(partition.cut(s, start, stop) for s in sequences)
             if elementwise:
-                requests.append(apply_request(ops.map_chunk, (func, start, *chunks), {}, [engine_id]))
+                requests.append(apply_request(engine_calls.map_chunk, (func, start, *chunks), {}, [engine_id]))
             else:
                 requests.append(apply_request(func, chunks, kwargs, [engine_id]))
         join = partition.flatten_lists if elementwise else partition.join
@@ -348,13 +328,13 @@ class DirectView(View):
             raise TypeError(f"push takes a dict of names to values, not {type(ns).__name__}")
         for name in ns:
             check_variable_name(name)
-        return self._apply(ops.push, (ns,), block=block, targets=targets, track=track)
+        return self._apply(engine_calls.push, (ns,), block=block, targets=targets, track=track)
 
     def pull(self, names: str | tuple | list, targets: Targets = None, block: bool | None = None) -> Any:
         """Values of ``names`` (one name, or a tuple of names) on each engine."""
         if not isinstance(names, (str, tuple, list)) or not all(isinstance(n, str) for n in names):
             raise TypeError(f"pull takes a name or a tuple of names, not {names!r}")
-        return self._apply(ops.pull, (names,), block=block, targets=targets)
+        return self._apply(engine_calls.pull, (names,), block=block, targets=targets)
 
     def scatter(self, key: str, seq: Any, targets: Targets = None, flatten: bool = False,
                 block: bool | None = None, track: bool | None = None) -> Any:
@@ -368,17 +348,19 @@ class DirectView(View):
         requests = []
         for engine_id, chunk in zip(ids, chunks):
             value = chunk[0] if flatten and len(chunk) == 1 else chunk
-            requests.append(apply_request(ops.push, ({key: value},), {}, [engine_id]))
+            requests.append(apply_request(engine_calls.push, ({key: value},), {}, [engine_id]))
         return self._submit(requests, False, "scatter", block, track=track)
 
     def gather(self, key: str, targets: Targets = None, block: bool | None = None) -> Any:
         """Pull ``key`` from each engine and join the pieces in engine order."""
         ids, _ = self._ids(targets)
-        requests = [apply_request(ops.pull, (key,), {}, ids)]
+        requests = [apply_request(engine_calls.pull, (key,), {}, ids)]
         return self._submit(requests, False, "gather", block, partition.join)
 
     def activate(self, suffix: str = "") -> None:
         """Bind %px, %%px, %autopx and %result (with ``suffix`` appended) to this view."""
+        # the one import edge back into the magics (which find the latest Client when no view is
+        # active): taken only when called, so that views load without IPython
         from ..magics import activate
 
         activate(self, suffix)

@@ -34,7 +34,8 @@ from jupyter_client.session import Session
 
 from .. import wire
 from ..sharedmem import SCHEME
-from .store import Stored
+from .options import StoreOptions
+from .store import ResultStore, Stored
 
 log = logging.getLogger("pxmagic.hub")
 
@@ -225,3 +226,9 @@ class SqliteArchive:
             except (sqlite3.Error, OverflowError) as error:
                 log.error("could not store the result of %s (%d bytes) in %s: %s",
                           row[0], len(row[3]), self.path, error)
+
+
+def open_store(options: StoreOptions, archive_path: Path, session: Session) -> ResultStore:
+    """The result store ``options`` describe, with an archive at ``archive_path`` for ``sqlite``."""
+    archive = SqliteArchive(archive_path, session) if options.kind == "sqlite" else None
+    return ResultStore(options.max_results, options.max_bytes, archive)

@@ -90,7 +90,8 @@ from .registration import Registrar
 from .router import Delivery, Failure, Retry, Router, Routing
 from .segments import SegmentBook, framed, framed_request, reply_segments
 from .options import DEFAULT_PERIOD, KERNEL_NAME, StoreOptions
-from .store import Found, Waiter, open_store
+from .archive import open_store
+from .store import Found, Waiter
 
 log = logging.getLogger("pxmagic.hub")
 

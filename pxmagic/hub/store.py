@@ -25,13 +25,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ..protocol import RELEASE_MIN, RESULT_DONE, RESULT_MISSING, RESULT_PENDING
-from .options import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB, StoreOptions
-
-if TYPE_CHECKING:
-    from jupyter_client.session import Session
+from .options import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB
 
 #: received frames smaller than this are copied into the store: ZMQ reads small messages into
 #: shared 8 KB buffers, and keeping such a frame keeps its whole buffer alive (~10 KB a small
@@ -70,16 +67,6 @@ class Archive(Protocol):
     def purge(self, everything: bool, msg_ids: list[str], engine_ids: list[int]) -> None: ...
 
     def close(self) -> None: ...
-
-
-def open_store(options: StoreOptions, archive_path: Path, session: Session) -> ResultStore:
-    """The store ``options`` describe; ``archive_path`` is used by ``sqlite`` only."""
-    archive = None
-    if options.kind == "sqlite":
-        from .archive import SqliteArchive
-
-        archive = SqliteArchive(archive_path, session)
-    return ResultStore(options.max_results, options.max_bytes, archive)
 
 
 Found = tuple[str, str, int | None, list]

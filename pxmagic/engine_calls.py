@@ -1,5 +1,8 @@
 """Functions that views send to engines by reference, run in the engine's namespace.
 
+The client imports them to name them in a request, the engine to run them:
+they belong to neither package.
+
 Engines have pxmagic installed, so these travel as a module and a name rather
 than as code.  ``namespace()`` is the engine's user namespace: the kernel's
 ``__main__``, the same one ``execute`` and a console attached to the engine see.
