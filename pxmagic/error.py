@@ -77,6 +77,12 @@ def remote_error(ename: str, evalue: str, traceback: str = "", engine_id: int | 
     return _REMOTE_CLASSES.get(ename, RemoteError)(ename, evalue, traceback, engine_id)
 
 
+def content_error(content: dict, engine_id: int | None = None) -> RemoteError:
+    """The exception a reply's error content (``ename``, ``evalue``, ``traceback``) stands for."""
+    traceback = "\n".join(content.get("traceback") or [])
+    return remote_error(content.get("ename", "Error"), content.get("evalue", ""), traceback, engine_id)
+
+
 class CompositeError(RemoteError):
     """Errors from a call on several engines, one :class:`RemoteError` each.
 

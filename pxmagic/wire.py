@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 
 from jupyter_client.session import Session
 
-from . import digest
+from . import digest, serialize
+from .error import RemoteError, content_error
 from .protocol import ProtocolError, check_header
 from .replay import ReplayGuard
 
@@ -81,9 +82,8 @@ def signed(session: Session, parts: list) -> bool:
     For a stored result that the hub sends again inside a fresh, verified
     message: the same result may rightly arrive more than once.
     """
-    if len(parts) < 5 or not parts[0].bytes:
-        return False
-    return hmac.compare_digest(parts[0].bytes, session.sign(parts[1:5]))
+    signature = bytes(parts[0]) if len(parts) >= 5 else b""
+    return bool(signature) and hmac.compare_digest(signature, session.sign(parts[1:5]))
 
 
 def load(frame: Any) -> Any:
@@ -123,6 +123,31 @@ def message(parts: list) -> dict:
         "content": load(parts[4]),
         "buffers": [memoryview(frame) for frame in parts[5:]],
     }
+
+
+def reply_value(msg: dict, engine_id: int | None, key: bytes, segment_tag: str) -> tuple[Any, RemoteError | None]:
+    """The value, or the error, that an engine's verified reply carries.
+
+    Its buffers are checked before anything is unpickled: frames against
+    their tags under ``key``, segments against the cluster ``segment_tag``.
+    """
+    content = msg["content"]
+    status = content.get("status")
+    if status == "ok":
+        if msg["msg_type"] != "apply_reply":
+            return None, None
+        try:
+            buffers = digest.resolve(key, segment_tag, msg["metadata"].get("buffer_digests"), msg["buffers"])
+        except digest.BuffersRefused as error:
+            return None, RemoteError("PermissionError", f"reply refused: {error}", engine_id=engine_id)
+        try:
+            return serialize.unpack(buffers), None
+        except Exception as error:
+            return None, RemoteError(type(error).__name__, f"could not load the result: {error}",
+                                     engine_id=engine_id)
+    if status == "aborted":
+        return None, RemoteError("AbortedTask", "the engine aborted this request", engine_id=engine_id)
+    return None, content_error(content, engine_id)
 
 
 def forwarded(session: Session, header: dict, rest: list) -> list:

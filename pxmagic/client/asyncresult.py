@@ -15,34 +15,8 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import digest, serialize
-from ..error import RemoteError, TimeoutError, composite, remote_error
+from ..error import RemoteError, TimeoutError, composite
 from . import timing
-
-
-def decode_reply(msg: dict, engine_id: int, key: bytes, segment_tag: str) -> tuple[Any, RemoteError | None]:
-    """The value, or the error, that an engine's reply message carries.
-
-    ``key`` checks its buffer frames; its segments must be of the cluster ``segment_tag``.
-    """
-    content = msg["content"]
-    status = content.get("status")
-    if status == "ok":
-        if msg["msg_type"] != "apply_reply":
-            return None, None
-        try:
-            buffers = digest.resolve(key, segment_tag, msg["metadata"].get("buffer_digests"), msg["buffers"])
-        except digest.BuffersRefused as error:
-            return None, RemoteError("PermissionError", f"reply refused: {error}", engine_id=engine_id)
-        try:
-            return serialize.unpack(buffers), None
-        except Exception as error:
-            return None, RemoteError(type(error).__name__, f"could not load the result: {error}",
-                                     engine_id=engine_id)
-    if status == "aborted":
-        return None, RemoteError("AbortedTask", "the engine aborted this request", engine_id=engine_id)
-    traceback = "\n".join(content.get("traceback") or [])
-    return None, remote_error(content.get("ename", "Error"), content.get("evalue", ""), traceback, engine_id)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any
 from jupyter_client.session import Session
 
 from .. import connection, digest, sharedmem, wire
-from ..error import RemoteError, TimeoutError, remote_error
+from ..error import RemoteError, TimeoutError, content_error
 from ..protocol import (
     ENGINE_STATUS,
     HUB_ABORT_REQUEST,
@@ -47,7 +47,7 @@ from ..protocol import (
     topic_engine,
 )
 from ..replay import RefusalLog
-from .asyncresult import AsyncResult, decode_reply
+from .asyncresult import AsyncResult
 from .balanced import LoadBalancedView
 from .channel import HubChannel
 from .executor import ViewExecutor
@@ -180,16 +180,16 @@ class Client:
             metadata = request_metadata(request.targets, descriptors, request.balanced, received, self._host_id,
                                         own_terms)
             received = []
-            msg = self.session.msg(request.msg_type, request.content, metadata=metadata,
-                                   header=wire.new_header(self.session, request.msg_type))
-            request_id = msg["header"]["msg_id"]
+            header = wire.new_header(self.session, request.msg_type)
+            request_id = header["msg_id"]
             if request.balanced:
                 msg_ids.append(request_id)
                 engine_ids.append(None)
             else:
                 msg_ids += [engine_msg_id(request_id, e) for e in request.targets]
                 engine_ids += request.targets
-            messages.append(self.session.serialize(msg) + frames)
+            messages.append(wire.build(self.session, request.msg_type, request.content, header=header,
+                                       metadata=metadata) + frames)
         result = result_class(msg_ids, engine_ids, single, method, join, stop=self._stop)
         if lent:
             result.add_done_callback(partial(self._give_back, lent))
@@ -245,8 +245,7 @@ class Client:
         self.ledger.expect(result, slots)
         try:
             content = self._hub_request(HUB_RESULT_REQUEST, timeout, {"msg_ids": list(slots)})["content"]
-            if content.get("status") != "ok":
-                raise remote_error(content.get("ename", "Error"), content.get("evalue", ""))
+            _check(content)
             missing = [f"{e['msg_id']!r} ({e.get('reason', 'never submitted, culled or purged')})"
                        for e in content["results"] if e["state"] == RESULT_MISSING]
             if missing:
@@ -303,9 +302,7 @@ class Client:
             if not all(isinstance(e, int) and not isinstance(e, bool) for e in engine_ids):
                 raise TypeError(f"targets must be an engine id or a list of engine ids, not {targets!r}")
             request["engine_ids"] = engine_ids
-        content = self._hub_request(HUB_PURGE_REQUEST, timeout, request)["content"]
-        if content.get("status") != "ok":
-            raise remote_error(content.get("ename", "Error"), content.get("evalue", ""))
+        _check(self._hub_request(HUB_PURGE_REQUEST, timeout, request)["content"])
         if request.get("all"):
             self.purge_local_results("all")
             return
@@ -331,10 +328,10 @@ class Client:
         return msg_ids
 
     def _hub_request(self, msg_type: str, timeout: float, content: dict | None = None) -> dict:
-        msg = self.session.msg(msg_type, content or {})
+        header = wire.new_header(self.session, msg_type)
         reply: futures.Future = futures.Future()
-        self._hub_requests[msg["header"]["msg_id"]] = reply
-        self._channel.send(self.session.serialize(msg))
+        self._hub_requests[header["msg_id"]] = reply
+        self._channel.send(wire.build(self.session, msg_type, content or {}, header=header))
         try:
             return reply.result(timeout)
         except futures.TimeoutError:
@@ -343,7 +340,7 @@ class Client:
                 "is the cluster running? (`pxcluster list`)"
             ) from None
         finally:
-            self._hub_requests.pop(msg["header"]["msg_id"], None)
+            self._hub_requests.pop(header["msg_id"], None)
 
     # -- receiving (I/O thread) ----------------------------------------------
     def _verified(self, parts: list) -> dict | None:
@@ -453,8 +450,7 @@ class Client:
         if not msg_ids:
             return
         if interrupt:
-            msg = self.session.msg(HUB_ABORT_REQUEST, {"msg_ids": msg_ids, "interrupt": True})
-            self._channel.send(self.session.serialize(msg))
+            self._channel.send(wire.build(self.session, HUB_ABORT_REQUEST, {"msg_ids": msg_ids, "interrupt": True}))
         else:
             self._hub_request(HUB_ABORT_REQUEST, 10.0, {"msg_ids": msg_ids})
 
@@ -464,27 +460,21 @@ class Client:
         Work outstanding on it fails with an EngineError; its namespace starts empty.
         """
         reply = self._hub_request(HUB_RESTART_REQUEST, timeout, {"engine_id": engine_id})
-        content = reply["content"]
-        if content.get("status") != "ok":
-            raise remote_error(content.get("ename", "Error"), content.get("evalue", ""), engine_id=engine_id)
+        _check(reply["content"], engine_id)
         self._refresh_engines(timeout)
 
     def start_engines(self, n: int, timeout: float = 90.0) -> list[int]:
         """Add ``n`` engines to this (local) cluster, with the lowest free ids; returns once they are up."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"start_engines takes a number of engines, 1 or more, not {n!r}")
-        content = self._hub_request(HUB_START_ENGINES_REQUEST, timeout, {"n": n})["content"]
-        if content.get("status") != "ok":
-            raise remote_error(content.get("ename", "Error"), content.get("evalue", ""))
+        content = _check(self._hub_request(HUB_START_ENGINES_REQUEST, timeout, {"n": n})["content"])
         self._refresh_engines(timeout)
         return content["engine_ids"]
 
     def stop_engines(self, engine_ids: int | Iterable[int], timeout: float = 30.0) -> None:
         """Stop these engines for good (their work fails); a later :meth:`start_engines` reuses their ids."""
         ids = [engine_ids] if isinstance(engine_ids, int) else list(engine_ids)
-        content = self._hub_request(HUB_STOP_ENGINES_REQUEST, timeout, {"engine_ids": ids})["content"]
-        if content.get("status") != "ok":
-            raise remote_error(content.get("ename", "Error"), content.get("evalue", ""))
+        _check(self._hub_request(HUB_STOP_ENGINES_REQUEST, timeout, {"engine_ids": ids})["content"])
         self._refresh_engines(timeout)
 
     def interrupt(self, targets: Targets = None) -> AsyncResult:
@@ -543,4 +533,11 @@ def _copy_slot(source_index: int, target: AsyncResult, index: int, source: Async
 
 
 def _decode(key: bytes, segment_tag: str, msg: dict, engine_id: int | None) -> tuple[Any, RemoteError | None]:
-    return decode_reply(msg, engine_id, key, segment_tag)
+    return wire.reply_value(msg, engine_id, key, segment_tag)
+
+
+def _check(content: dict, engine_id: int | None = None) -> dict:
+    """A hub reply's content, if it says ok; else the error it names, raised."""
+    if content.get("status") != "ok":
+        raise content_error(content, engine_id)
+    return content

@@ -217,7 +217,7 @@ class EngineKernel(IPythonKernel):
     def abort_request(self, stream: Any, ident: Any, parent: dict) -> None:
         """On the control channel, so it overtakes the queued requests it names."""
         self.aborted.update(parent["content"].get("msg_ids", []))
-        self.session.send(stream, "abort_reply", {"status": "ok"}, parent, ident=ident)
+        stream.send_multipart(wire.build(self.session, "abort_reply", {"status": "ok"}, parent=parent, ident=ident))
 
     def should_handle(self, stream: Any, msg: dict, idents: Any) -> bool:
         msg_id = msg["header"]["msg_id"]
@@ -259,9 +259,8 @@ class EngineKernel(IPythonKernel):
         while True:
             sample = sampler.sample(os.getpid())
             if sample is not None:
-                self.session.send(self.iopub_socket, ENGINE_USAGE, {"rss_bytes": sample.rss_bytes,
-                                                                   "cpu_percent": sample.cpu_percent},
-                                  ident=USAGE_TOPIC)
+                report = {"rss_bytes": sample.rss_bytes, "cpu_percent": sample.cpu_percent}
+                self.iopub_socket.send_multipart(wire.build(self.session, ENGINE_USAGE, report, ident=USAGE_TOPIC))
             time.sleep(usage.REPORT_PERIOD)
 
     def _wake_on_signals(self) -> None:

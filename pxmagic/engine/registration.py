@@ -99,8 +99,8 @@ def register(
         if engine_file.get("curve_serverkey"):
             encryption.make_client(dealer, engine_file["curve_serverkey"])
         dealer.connect(engine_file["registration"])
-        msg = session.msg(REGISTRATION_REQUEST, content)
-        dealer.send_multipart(session.serialize(msg))
+        header = wire.new_header(session, REGISTRATION_REQUEST)
+        dealer.send_multipart(wire.build(session, REGISTRATION_REQUEST, content, header=header))
         if not dealer.poll(timeout * 1000):
             raise RegistrationError(
                 f"the hub at {engine_file['registration']} did not answer the registration within "
@@ -110,7 +110,7 @@ def register(
     if not wire.verify(session, parts):
         raise RegistrationError("the hub's answer to the registration has a bad signature")
     reply = wire.message(parts)
-    if reply["msg_type"] != REGISTRATION_REPLY or reply["parent_header"].get("msg_id") != msg["msg_id"]:
+    if reply["msg_type"] != REGISTRATION_REPLY or reply["parent_header"].get("msg_id") != header["msg_id"]:
         raise ProtocolError(f"expected a {REGISTRATION_REPLY} to our registration, got {reply['msg_type']}")
     answer = reply["content"]
     if answer.get("status") != "ok":

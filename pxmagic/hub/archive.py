@@ -19,7 +19,6 @@ safe as the connection file that holds the key.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import queue
@@ -138,8 +137,7 @@ class SqliteArchive:
                 except (struct.error, ValueError) as error:
                     log.error("the stored result of %s in %s is damaged: %s", msg_id, self.path, error)
                     continue
-                if (not hmac.compare_digest(bytes(parts[0]), self._session.sign(parts[1:5]))
-                        or SCHEME.encode() in bytes(parts[3])):
+                if not wire.signed(self._session, parts) or SCHEME.encode() in bytes(parts[3]):
                     parts = self._adopt(parts)
                 found[msg_id] = Stored(engine_id, parts, len(blob))
         return found

@@ -252,8 +252,7 @@ class Registrar:
         self.admit(engine)
 
     def _reply(self, idents: list, parent: dict, content: dict) -> None:
-        msg = self.session.msg(REGISTRATION_REPLY, content, parent=parent)
-        self.socket.send_multipart(self.session.serialize(msg, idents))
+        self.socket.send_multipart(wire.build(self.session, REGISTRATION_REPLY, content, parent=parent, ident=idents))
 
     def stats(self) -> dict:
         return {"accepted": self.accepted, "rejected": self.rejected}
