@@ -234,7 +234,7 @@ def hub_addresses(info: dict) -> tuple[str, str]:
     """The ZMQ addresses of a hub's request and output sockets, for a client.
 
     A client on the hub's own host uses the hub's IPC sockets: Unix sockets
-    move large buffers ~40% faster than loopback TCP here.  Elsewhere (or if
+    move large buffers faster than loopback TCP (``benchmarks/data.py``).  Elsewhere (or if
     the socket file is not there) it uses TCP.
     """
     prefix = info.get("local_ipc")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 APPLY_REQUEST = "apply_request"
 APPLY_REPLY = "apply_reply"
@@ -77,6 +77,16 @@ TASK_RETRY = "task_retry"
 RESULT_DONE = "done"
 RESULT_PENDING = "pending"
 RESULT_MISSING = "missing"
+
+
+class Found(NamedTuple):
+    """What the hub knows of one result asked for: its state, and if done, its engine and signed frames."""
+
+    msg_id: str
+    state: str
+    engine_id: int | None
+    #: the reply's own frames (signature, header, parent, metadata, content, buffers); empty unless done
+    parts: list
 #: what the hub sends an engine's control channel to drop requests it has not started
 ENGINE_ABORT_REQUEST = "abort_request"
 
@@ -155,7 +165,7 @@ TERM_TEXT_MAX = 200
 
 
 def request_metadata(
-    targets: Iterable[int] | None, buffer_digests: list[str], balanced: bool = False, received: list[str] = (),
+    targets: Iterable[int] | None, buffer_tags: list[str], balanced: bool = False, received: list[str] = (),
     shared_memory: str = "",
     terms: RequestTerms = RequestTerms(),
 ) -> dict:
@@ -172,7 +182,7 @@ def request_metadata(
     metadata: dict[str, Any] = {"targets": None if targets is None else list(targets)}
     if balanced:
         metadata["balanced"] = True
-    metadata["buffer_digests"] = buffer_digests
+    metadata["buffer_tags"] = buffer_tags
     if received:
         metadata["received"] = list(received)
     if shared_memory:
@@ -265,24 +275,22 @@ def purge_selection(content: dict) -> tuple[bool, list[str], list[int]]:
     return everything, msg_ids, engine_ids
 
 
-def stored_results_message(found: Iterable[tuple[str, str, int | None, list]],
+def stored_results_message(found: Iterable[Found],
                            why_missing: Callable[[str], str] | None = None) -> tuple[dict, list]:
     """Content and buffers of a ``hub_result_reply``.
 
-    ``found`` holds ``(msg_id, state, engine_id, parts)``: ``parts`` are the
-    result's own signed frames (signature, header, parent, metadata, content,
-    buffers) as the engine sent them, empty unless the state is RESULT_DONE.
-    They travel untouched as this reply's buffers, one result after another,
+    The ``parts`` of each result found travel untouched as this reply's buffers, one result after another,
     so the client checks and reads them as it does any reply.  A missing
     result's entry says why (``why_missing(msg_id)``), for the client's error.
     """
     entries, buffers = [], []
-    for msg_id, state, engine_id, parts in found:
-        entry = {"msg_id": msg_id, "state": state, "engine_id": engine_id, "frames": len(parts)}
-        if state == RESULT_MISSING and why_missing is not None:
-            entry["reason"] = why_missing(msg_id)
+    for result in map(Found._make, found):
+        entry = {"msg_id": result.msg_id, "state": result.state, "engine_id": result.engine_id,
+                 "frames": len(result.parts)}
+        if result.state == RESULT_MISSING and why_missing is not None:
+            entry["reason"] = why_missing(result.msg_id)
         entries.append(entry)
-        buffers.extend(parts)
+        buffers.extend(result.parts)
     return {"status": "ok", "results": entries}, buffers
 
 

@@ -47,7 +47,7 @@ DIRECTORY = "/dev/shm"
 THRESHOLD = 256 << 10
 #: bytes of unused segments an owner keeps warm for its next buffers
 POOL_BYTES = 1 << 30
-#: what a buffer descriptor starts with in a message's ``buffer_digests``
+#: what a buffer descriptor starts with in a message's ``buffer_tags``
 SCHEME = "shm:"
 _NAME = re.compile(r"pxmagic-([0-9a-f]{12})-(\d+)-(\d+)")
 

@@ -1,8 +1,8 @@
 """Checking, reading and sending signed Jupyter messages frame by frame.
 
-``Session.deserialize`` costs ~130 us a message here, mostly turning header
-dates into datetimes with dateutil and adapting protocol versions, none of
-which pxmagic uses.  The hub and the client check the signature themselves
+``Session.deserialize`` spends most of a small message's handling turning
+header dates into datetimes with dateutil and adapting protocol versions,
+none of which pxmagic uses.  The hub and the client check the signature themselves
 (same HMAC, same replay check) and parse only the JSON parts they read.
 ``Session.send`` cannot take pyzmq's asyncio sockets (it shadows them
 without their context), so messages are signed with ``Session.serialize``
@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from jupyter_client.session import Session
 
-from . import digest, serialize
+from . import serialize, tags
 from .error import RemoteError, content_error
 from .protocol import ProtocolError, check_header
 from .replay import ReplayGuard
@@ -137,8 +137,8 @@ def reply_value(msg: dict, engine_id: int | None, key: bytes, segment_tag: str) 
         if msg["msg_type"] != "apply_reply":
             return None, None
         try:
-            buffers = digest.resolve(key, segment_tag, msg["metadata"].get("buffer_digests"), msg["buffers"])
-        except digest.BuffersRefused as error:
+            buffers = tags.resolve(key, segment_tag, msg["metadata"].get("buffer_tags"), msg["buffers"])
+        except tags.BuffersRefused as error:
             return None, RemoteError("PermissionError", f"reply refused: {error}", engine_id=engine_id)
         try:
             return serialize.unpack(buffers), None
@@ -238,5 +238,5 @@ def with_framed_buffers(session: Session, parts: list, buffers: Sequence) -> lis
 def framed_metadata(session: Session, metadata_frame: Any, buffers: Sequence) -> bytes:
     """A message's metadata, its buffer descriptors now the tags of ``buffers`` as frames (to be signed)."""
     metadata = json.loads(bytes(metadata_frame))
-    metadata["buffer_digests"] = digest.digests(session.key, buffers)
+    metadata["buffer_tags"] = tags.tag_frames(session.key, buffers)
     return session.pack(metadata)

@@ -12,7 +12,7 @@ from jupyter_client import BlockingKernelClient, KernelManager
 
 from pxmagic import connection, serialize
 from pxmagic.error import RemoteError
-from pxmagic.digest import digests
+from pxmagic.tags import tag_frames
 
 
 def run_in_kernel(kc: BlockingKernelClient, code: str) -> dict:
@@ -55,7 +55,7 @@ def lone_engine():
 
 def apply_on(kc: BlockingKernelClient, func, *args) -> dict:
     buffers = serialize.pack_call(func, args, {})
-    msg = kc.session.msg("apply_request", {}, metadata={"buffer_digests": digests(kc.session.key, buffers)})
+    msg = kc.session.msg("apply_request", {}, metadata={"buffer_tags": tag_frames(kc.session.key, buffers)})
     msg["buffers"] = buffers
     kc.shell_channel.send(msg)
     while True:

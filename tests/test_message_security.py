@@ -10,7 +10,7 @@ import zmq
 from jupyter_client.session import Session
 
 from pxmagic import connection, serialize
-from pxmagic.digest import digests
+from pxmagic.tags import tag_frames
 from pxmagic.protocol import request_metadata
 from conftest import engine_shell_url
 
@@ -29,7 +29,7 @@ def forged_messages(path: str, key: bytes) -> list[list[bytes]]:
     """An apply_request with a pickle that plants ``path``, and an execute_request that does too."""
     attacker = Session(key=key, signature_scheme="hmac-sha256")
     buffers = [bytes(f) for f in serialize.pack(Plant(path))]
-    apply_msg = attacker.msg("apply_request", {}, metadata=request_metadata([0, 1, 2, 3], digests(key, buffers)))
+    apply_msg = attacker.msg("apply_request", {}, metadata=request_metadata([0, 1, 2, 3], tag_frames(key, buffers)))
     apply_frames = attacker.serialize(apply_msg) + buffers
     code = f"import os; os.mkdir({path + '-exec'!r})"
     execute_msg = attacker.msg("execute_request", {"code": code, "silent": False},
@@ -87,12 +87,12 @@ def test_engine_drops_messages_with_a_wrong_key(cluster, rc, tmp_path):
 
 def signed_apply(key: bytes, payload: object, signed_buffers: list[bytes] | None) -> tuple[list[bytes], list[bytes]]:
     """A correctly signed apply_request carrying ``payload``'s buffers, whose signed
-    digests are those of ``signed_buffers`` (None: no digests at all)."""
+    tags are those of ``signed_buffers`` (None: no tags at all)."""
     session = Session(key=key, signature_scheme="hmac-sha256")
     buffers = [bytes(f) for f in serialize.pack(payload)]
     metadata = {"targets": [1]}
     if signed_buffers is not None:
-        metadata["buffer_digests"] = digests(key, signed_buffers)
+        metadata["buffer_tags"] = tag_frames(key, signed_buffers)
     return session.serialize(session.msg("apply_request", {}, metadata=metadata)), buffers
 
 
@@ -122,7 +122,7 @@ def test_buffers_swapped_under_a_signature_are_not_unpickled(rc, tmp_path):
     unsigned = signed_apply(key, Plant(target + "-unsigned"), signed_buffers=None)
     replies = exchange(url, [swapped[0] + swapped[1], unsigned[0] + unsigned[1]], replies=2)
     assert [r["ename"] for r in replies] == ["PermissionError", "PermissionError"]
-    assert all("do not match their signed digests" in r["evalue"] for r in replies)
+    assert all("do not match their signed tags" in r["evalue"] for r in replies)
     assert not os.path.exists(target) and not os.path.exists(target + "-unsigned")
     assert rc[1].apply_sync(lambda: "engine alive") == "engine alive"
 
@@ -133,7 +133,7 @@ def test_a_replayed_message_with_swapped_buffers_is_refused(rc, tmp_path):
     url = connection.hub_addresses(info)[0]
     session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256")
     call = [bytes(f) for f in serialize.pack_call(len, ("abc",), {})]
-    metadata = request_metadata([1], digests(session.key, call))
+    metadata = request_metadata([1], tag_frames(session.key, call))
     captured = session.serialize(session.msg("apply_request", {}, metadata=metadata))
     assert exchange(url, [captured + call], replies=1)[0]["status"] == "ok"
     target = str(tmp_path / "planted-by-replay")

@@ -107,7 +107,7 @@ def test_a_forged_or_foreign_segment_is_refused_before_mapping(rc, tmp_path):
     }
     try:
         for descriptor, reason in cases.items():
-            metadata = request_metadata([0], [serialize_digest(key, call[0]), descriptor])
+            metadata = request_metadata([0], [buffer_tag(key, call[0]), descriptor])
             message = session.serialize(session.msg("apply_request", {}, metadata=metadata)) + [call[0]]
             reply = exchange(connection.hub_addresses(info)[0], [message], replies=1)[0]
             assert reply["ename"] == "PermissionError" and reason in reply["evalue"], (descriptor, reply)
@@ -117,10 +117,10 @@ def test_a_forged_or_foreign_segment_is_refused_before_mapping(rc, tmp_path):
     assert rc[0].apply_sync(lambda: "alive") == "alive"
 
 
-def serialize_digest(key: bytes, frame: bytes) -> str:
-    from pxmagic.digest import digests
+def buffer_tag(key: bytes, frame: bytes) -> str:
+    from pxmagic.tags import tag_frames
 
-    return digests(key, [frame])[0]
+    return tag_frames(key, [frame])[0]
 
 
 CLIENT = textwrap.dedent("""

@@ -12,7 +12,7 @@ import pytest
 import zmq
 from jupyter_client.session import Session
 
-from pxmagic.digest import MAC_MIN, digests, matches
+from pxmagic.tags import MAC_MIN, matches, tag_frames
 from pxmagic.hub.archive import ArchiveError, SqliteArchive, decode_frames, encode_frames
 from pxmagic.hub.options import StoreOptions, add_store_options, store_options
 from pxmagic.hub.store import COPY_BELOW, ResultStore, Waiter
@@ -34,7 +34,7 @@ def parts(session: Session | None = None, msg_id: str = "m", size: int = 0) -> l
     session = session or Session(key=b"key")
     buffers = [b"x" * size] if size else []
     msg = session.msg("apply_reply", {"status": "ok"}, parent={"msg_id": msg_id},
-                      metadata={"buffer_digests": digests(session.key, buffers)})
+                      metadata={"buffer_tags": tag_frames(session.key, buffers)})
     return session.serialize(msg)[1:] + buffers
 
 
@@ -216,7 +216,7 @@ def test_results_of_an_earlier_run_come_back_signed_with_the_new_key(tmp_path):
     assert state == RESULT_DONE
     assert hmac.compare_digest(bytes(frames[0]), second.sign(frames[1:5]))
     assert bytes(frames[5]) == b"x" * MAC_MIN
-    tags = json.loads(bytes(frames[3]))["buffer_digests"]
+    tags = json.loads(bytes(frames[3]))["buffer_tags"]
     assert matches(second.key, tags, frames[5:]) and not matches(first.key, tags, frames[5:])
     store.close()
 

@@ -3,8 +3,8 @@
 ZMQ sockets must not be used by two threads at once, but one may pass from
 thread to thread under a lock (a full memory barrier).  So a user thread
 sends its signed frames itself, holding :attr:`HubChannel._lock`, instead of
-handing them to the I/O thread: that hand-off cost a thread wake-up (~0.1 ms
-here) on every request.  The I/O thread waits on the request socket's FD
+handing them to the I/O thread: that hand-off costs a thread wake-up on
+every request.  The I/O thread waits on the request socket's FD
 without the lock and takes the lock only to receive.
 
 A ZMQ socket's FD signals a change, not readiness, and a send can consume the

@@ -20,7 +20,7 @@ from typing import Any
 
 from jupyter_client.session import Session
 
-from .. import connection, digest, sharedmem, wire
+from .. import connection, sharedmem, tags, wire
 from ..error import RemoteError, TimeoutError, content_error
 from ..protocol import (
     ENGINE_STATUS,
@@ -174,8 +174,8 @@ class Client:
         messages, msg_ids, engine_ids, lent = [], [], [], []
         received = self.ledger.take_received()
         for request in requests:
-            descriptors, frames = digest.describe(self.session.key, request.buffers, self._segments)
-            lent += digest.segment_names(descriptors)
+            descriptors, frames = tags.describe(self.session.key, request.buffers, self._segments)
+            lent += tags.segment_names(descriptors)
             own_terms = terms if request.balanced else dataclasses.replace(terms, retries=0, retry_errors=False)
             metadata = request_metadata(request.targets, descriptors, request.balanced, received, self._host_id,
                                         own_terms)

@@ -18,7 +18,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
-from .. import digest
+from .. import tags
 from ..error import EngineError, RemoteError
 from ..protocol import RELEASE_MIN
 from .asyncresult import AsyncResult, Output
@@ -146,7 +146,7 @@ class Ledger:
         result._deliver(index, engine_id, *self.decode(msg, engine_id))
         if stored:
             return
-        mapped = digest.segment_bytes(msg["metadata"].get("buffer_digests"))
+        mapped = tags.segment_bytes(msg["metadata"].get("buffer_tags"))
         if mapped + sum(buffer.nbytes for buffer in msg["buffers"]) >= RELEASE_MIN:
             self._received.append(parent_id)
 

@@ -34,16 +34,16 @@ class EngineApp(IPKernelApp):
 
     ipykernel 7 receives shell messages on a shell-channel thread (for
     subshells) and hands each request to the main thread, and each reply
-    back, over inproc sockets: two thread hops per request, ~0.7 ms of CPU on
-    a 2-core machine.  Engines do not use subshells, so the main thread's
+    back, over inproc sockets: two thread hops per request, a large part of
+    a small apply's cost (``benchmarks/core.py``).  Engines do not use subshells, so the main thread's
     event loop serves the shell socket itself, as in ipykernel 6.
 
     traitlets leaves the app's logger at DEBUG and filters in its handler, so
     each of dispatch_shell's ``log.debug`` calls builds a LogRecord; the
     logger filters at the app's level instead.
 
-    IPython writes every executed cell to its SQLite history: ~2 ms of an
-    engine's CPU per ``execute`` here.  Engines keep no history database
+    IPython writes every executed cell to its SQLite history, a disk write
+    per ``execute`` that only a user at a console reads back.  Engines keep no history database
     (command-line config can still turn it on).
     """
 

@@ -27,7 +27,7 @@ from ipykernel.zmqshell import ZMQExitAutocall
 from jupyter_client.session import utcnow
 from traitlets import Float
 
-from .. import digest, serialize, sharedmem, usage, wire
+from .. import serialize, sharedmem, tags, usage, wire
 from ..error import RemoteError
 from ..protocol import (
     APPLY_REPLY,
@@ -108,8 +108,8 @@ class EngineOutStream(OutStream):
     """sys.stdout/err whose flush returns at once when nothing is buffered.
 
     The kernel flushes both streams after every request; ipykernel's flush
-    always waits for a round trip through the IOPub thread (~0.25 ms each
-    here), even with nothing to send.  ``writes`` counts writes, so the
+    always waits for a round trip through the IOPub thread, even with
+    nothing to send.  ``writes`` counts writes, so the
     engine can tell whether a request printed anything.
     """
 
@@ -196,9 +196,9 @@ class EngineKernel(IPythonKernel):
     def _request_buffers(self, parent: dict) -> list:
         """The request's buffers, checked against their signed descriptors before anything is unpickled."""
         try:
-            return digest.resolve(self.session.key, sharedmem.cluster_tag(self.session.key),
-                                  parent.get("metadata", {}).get("buffer_digests"), parent["buffers"])
-        except digest.BuffersRefused as error:
+            return tags.resolve(self.session.key, sharedmem.cluster_tag(self.session.key),
+                                  parent.get("metadata", {}).get("buffer_tags"), parent["buffers"])
+        except tags.BuffersRefused as error:
             self.refusals.refused(f"apply_request {parent['header'].get('msg_id')}", str(error))
             raise PermissionError(f"request refused: {error}; nothing was unpickled") from None
 
@@ -283,8 +283,8 @@ class EngineKernel(IPythonKernel):
 
         ipykernel makes two asyncio tasks of every shell message and takes a
         lock.  Serving an apply inside this callback, and sending its reply at
-        once (:meth:`_send_on_shell`), took an apply's CPU in the engine from
-        ~1.1 to ~0.74 ms here.  Requests keep their order, because an apply
+        once (:meth:`_send_on_shell`), takes about a third off an apply's CPU in
+        the engine (``benchmarks/core.py`` times the round trip).  Requests keep their order, because an apply
         skips the queue only when no earlier message is still in it.
         """
         if self._shell_backlog == 0:
@@ -341,7 +341,7 @@ class EngineKernel(IPythonKernel):
 
         ipykernel's dispatch publishes "busy" and "idle" statuses through the
         IOPub thread and parses the message with ``Session.deserialize``
-        (dates through dateutil): ~30% of an engine's CPU per apply here.
+        (dates through dateutil), the largest share of an engine's CPU per apply.
         Nothing waits for "busy".  "idle" tells clients that a request's
         output is complete; a call that printed and displayed nothing says
         so in its reply's metadata (``quiet``) instead.
@@ -389,7 +389,7 @@ class EngineKernel(IPythonKernel):
                 stream.flush()  # the output goes out before the reply
         quiet = self._outputs_so_far() == outputs_before
         descriptors, reply_frames = self._describe_result(msg, reply_frames)
-        metadata = {"engine_id": self.engine_id, "quiet": quiet, "buffer_digests": descriptors, "started": started}
+        metadata = {"engine_id": self.engine_id, "quiet": quiet, "buffer_tags": descriptors, "started": started}
         frames = wire.reply(self.session, APPLY_REPLY, parts, content, metadata, idents)
         self._send_on_shell(frames + reply_frames)
         if not quiet:
@@ -397,10 +397,10 @@ class EngineKernel(IPythonKernel):
 
     def _describe_result(self, parent: dict, frames: list) -> tuple[list[str], list]:
         try:
-            return digest.describe(self.session.key, frames, self._result_pool(parent))
+            return tags.describe(self.session.key, frames, self._result_pool(parent))
         except OSError as error:  # /dev/shm full: the frames still go
             self.log.warning("could not put a result in shared memory (%s); sending it as frames", error)
-            return digest.describe(self.session.key, frames)
+            return tags.describe(self.session.key, frames)
 
     def _send_on_shell(self, frames: list) -> None:
         """Send on the shell socket now, not through the ZMQStream's queue (which waits for the loop's next turn).
@@ -424,7 +424,7 @@ class EngineKernel(IPythonKernel):
 
         A client then takes the request's output as complete at the reply,
         instead of at its "idle" status, which comes through the IOPub
-        thread ~0.75 ms later: %px waits for it.  An expression's value
+        thread after a thread hop: %px would wait for it.  An expression's value
         (execute_result) comes through the displayhook, not the counters.
         """
         metadata = super().finish_metadata(parent, metadata, reply_content)

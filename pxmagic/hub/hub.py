@@ -33,7 +33,7 @@ import zmq
 from jupyter_client.session import Session
 from zmq.utils.monitor import parse_monitor_message
 
-from .. import connection, digest, encryption, sharedmem, wire
+from .. import connection, encryption, sharedmem, tags, wire
 from ..replay import RefusalLog
 from ..protocol import (
     CONTROL_REQUESTS,
@@ -62,6 +62,7 @@ from ..protocol import (
     TASK_RETRY,
     USAGE_TOPIC,
     RESULT_DONE,
+    Found,
     ProtocolError,
     abort_msg_ids,
     error_content,
@@ -91,7 +92,7 @@ from .router import Delivery, Failure, Retry, Router, Routing
 from .segments import SegmentBook, framed, framed_request, reply_segments
 from .options import DEFAULT_PERIOD, KERNEL_NAME, StoreOptions
 from .archive import open_store
-from .store import Found, Waiter
+from .store import Waiter
 
 log = logging.getLogger("pxmagic.hub")
 
@@ -344,7 +345,7 @@ class Hub:
         except ProtocolError as error:
             self._refuse_request(client, header, answer_type, str(error))
             return
-        self.history.moved(sum(map(len, parts)) + digest.segment_bytes(metadata.get("buffer_digests")))
+        self.history.moved(sum(map(len, parts)) + tags.segment_bytes(metadata.get("buffer_tags")))
         self.results.release(received)
         self.segments.received(received)
         # parent, metadata, content and buffers go to the engines as received
@@ -506,7 +507,7 @@ class Hub:
         msg_id = wire.load(parts[2]).get("msg_id", "")
         try:
             segments = reply_segments(self.session.key, self.segment_tag, parts)
-        except digest.BuffersRefused as error:  # forwarded all the same: its client says why it cannot read it
+        except tags.BuffersRefused as error:  # forwarded all the same: its client says why it cannot read it
             self._refuse(f"the segments of engine {engine.id}'s reply {msg_id}", str(error))
             segments = None
         try:  # a small object: whether the request failed, for the counts and for retries
@@ -536,7 +537,7 @@ class Hub:
         """Store a result (``buffers``: all of them, mapped, if some are in segments), and send it to the
         clients that asked for it before it came."""
         for waiter in self.results.add(msg_id, engine_id, parts, buffers):
-            self._send_results(waiter.client, waiter.parent, [(msg_id, RESULT_DONE, engine_id, parts)])
+            self._send_results(waiter.client, waiter.parent, [Found(msg_id, RESULT_DONE, engine_id, parts)])
 
     def _send_stored_results(self, client: bytes, header: dict, content: dict) -> None:
         """Answer with the results asked for that the hub has; the pending ones follow when they come."""
@@ -549,7 +550,7 @@ class Hub:
         self._send_results(client, header, found)
 
     def _send_results(self, client: bytes, parent: dict, found: list[Found]) -> None:
-        found = [(m, state, e, framed(self.session, parts)) for m, state, e, parts in found]
+        found = [result._replace(parts=framed(self.session, result.parts)) for result in found]
         content, buffers = stored_results_message(found, self.results.why_missing)
         reply = wire.build(self.session, HUB_RESULT_REPLY, content, parent=parent, ident=client)
         self.pump.send(self.requests, [*reply, *buffers])

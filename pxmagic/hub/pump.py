@@ -1,9 +1,10 @@
 """Reading many ZMQ sockets from one asyncio loop, fairly and without losing a wake-up.
 
 The hub reads plain (not zmq.asyncio) sockets from loop callbacks: a
-zmq.asyncio future per recv and per send cost ~0.5 ms a request here.  Each
-socket has its own reader, so a message costs the same with 4 or 1,000
-engines (polling every socket cost ~20 ms a message with 1,000).
+zmq.asyncio future per recv and per send costs more than the rest of a
+small request's routing.  Each socket has its own reader, so a message
+costs the same with 4 or 1,000 engines (polling every socket costs in
+proportion to the engines; ``tests/test_registration.py`` starts 1,000).
 
 A ZMQ socket's FD only signals a change, and a send on a socket can consume
 the signal of messages that arrived on it meanwhile.  So every send on a

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from jupyter_client.session import Session
 
-from .. import digest, wire
+from .. import tags, wire
 from ..sharedmem import SCHEME, cluster_tag
 
 #: seconds the hub maps a forwarded result segment that its client has not said it received
@@ -66,12 +66,12 @@ class SegmentBook:
 def reply_segments(key: bytes, tag: str, parts: list) -> tuple[list[str], list] | None:
     """The segment names of a verified reply and all its buffers, segments mapped; None if it has no segments.
 
-    Raises ``digest.BuffersRefused`` for a reply whose segments cannot be mapped.
+    Raises ``tags.BuffersRefused`` for a reply whose segments cannot be mapped.
     """
     if SCHEME.encode() not in parts[3].bytes:
         return None
-    descriptors = json.loads(parts[3].bytes).get("buffer_digests")
-    return digest.segment_names(descriptors), digest.resolve(key, tag, descriptors, parts[5:])
+    descriptors = json.loads(parts[3].bytes).get("buffer_tags")
+    return tags.segment_names(descriptors), tags.resolve(key, tag, descriptors, parts[5:])
 
 
 def framed(session: Session, parts: list) -> list:
@@ -86,9 +86,9 @@ def framed_request(session: Session, payload: list) -> list:
     another host.  (The request is verified; its segments are the client's, of this cluster.)"""
     if SCHEME.encode() not in bytes(payload[1]):
         return payload
-    descriptors = json.loads(bytes(payload[1])).get("buffer_digests")
+    descriptors = json.loads(bytes(payload[1])).get("buffer_tags")
     try:
-        buffers = digest.resolve(session.key, cluster_tag(session.key), descriptors, payload[3:])
-    except digest.BuffersRefused:
+        buffers = tags.resolve(session.key, cluster_tag(session.key), descriptors, payload[3:])
+    except tags.BuffersRefused:
         return payload  # the engine refuses it and says why
     return [payload[0], wire.framed_metadata(session, payload[1], buffers), payload[2], *buffers]

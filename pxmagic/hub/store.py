@@ -12,8 +12,8 @@ oldest are culled first, and a result bigger than ``max_bytes`` on its own is
 forwarded but not kept in memory.  A large result (``RELEASE_MIN``) leaves
 memory as soon as the client that asked says it has it: keeping a copy of
 data the client holds doubled the memory of every big pull, and every big
-message the hub received then landed in fresh memory (page faults: ~5 ms an
-8 MB pull here).  An archive (:mod:`.archive`, ``--store
+message the hub received then landed in fresh memory, whose page faults
+cost more than the copy (``benchmarks/data.py``).  An archive (:mod:`.archive`, ``--store
 sqlite``) keeps every result on disk as well, culled or not.
 
 Nothing here touches a socket: frames are any sized buffers (``zmq.Frame``,
@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..protocol import RELEASE_MIN, RESULT_DONE, RESULT_MISSING, RESULT_PENDING
+from ..protocol import RELEASE_MIN, RESULT_DONE, RESULT_MISSING, RESULT_PENDING, Found
 from .options import DEFAULT_MAX_BYTES, DEFAULT_MAX_RESULTS, MB
 
 #: received frames smaller than this are copied into the store: ZMQ reads small messages into
-#: shared 8 KB buffers, and keeping such a frame keeps its whole buffer alive (~10 KB a small
-#: result instead of ~1.5 KB, measured); bigger frames have buffers of their own and are kept as they are
+#: shared 8 KB buffers, and keeping such a frame keeps its whole buffer alive, several times the
+#: result's size; bigger frames have buffers of their own and are kept as they are
 COPY_BELOW = 64 * 1024
 
 
@@ -69,7 +69,6 @@ class Archive(Protocol):
     def close(self) -> None: ...
 
 
-Found = tuple[str, str, int | None, list]
 
 
 class ResultStore:
@@ -165,12 +164,12 @@ class ResultStore:
             stored = found.get(msg_id)
             if stored is not None:
                 parts = stored.parts if stored.buffers is None else [*stored.parts[:5], *stored.buffers]
-                answer.append((msg_id, RESULT_DONE, stored.engine_id, parts))
+                answer.append(Found(msg_id, RESULT_DONE, stored.engine_id, parts))
             elif outstanding(msg_id):
                 self._waiters.setdefault(msg_id, []).append(waiter)
-                answer.append((msg_id, RESULT_PENDING, None, []))
+                answer.append(Found(msg_id, RESULT_PENDING, None, []))
             else:
-                answer.append((msg_id, RESULT_MISSING, None, []))
+                answer.append(Found(msg_id, RESULT_MISSING, None, []))
         return answer
 
     def purge(self, everything: bool = False, msg_ids: Iterable[str] = (), engine_ids: Iterable[int] = ()) -> int:

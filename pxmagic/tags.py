@@ -8,12 +8,12 @@ other buffers.  The hub never unpickles and forwards buffers unread.
 
 A large buffer's tag is a Poly1305 MAC under a one-time key derived from the
 cluster's key and a fresh random nonce (HMAC-SHA256), written
-``poly1305:<nonce>:<tag>``.  Poly1305 runs at ~5 GB/s on one core here,
-where SHA-256 runs at ~1.4 GB/s: every large transfer pays this cost twice
-(sender and receiver), and on a small machine the CPU it takes is the
-transfer's bottleneck.  The one-time key is what makes Poly1305 safe: no key
-ever tags two different buffers.  Deriving it costs ~9 us a buffer, more than
-hashing a small one, so buffers under :data:`MAC_MIN` bytes are described by
+``poly1305:<nonce>:<tag>``.  Poly1305 runs several times faster than
+SHA-256: every large transfer pays this cost twice (sender and receiver),
+and on a small machine the CPU it takes is the transfer's bottleneck
+(``PXMAGIC_SHARED_MEMORY=0 benchmarks/data.py``).  The one-time key is what makes Poly1305
+safe: no key ever tags two different buffers.  Deriving it costs more than
+hashing a small buffer, so buffers under :data:`MAC_MIN` bytes are described by
 their SHA-256 instead, ``sha256:<digest>``, which the signature covers as well.
 """
 from __future__ import annotations
@@ -38,12 +38,12 @@ def _one_time_key(key: bytes, nonce: bytes) -> bytes:
 
 def _mac(key: bytes, nonce: bytes, data: memoryview) -> bytes:
     global _Poly1305
-    if _Poly1305 is None:  # imported on first use: it adds ~13 ms to a process's start
+    if _Poly1305 is None:  # imported on first use: cryptography's import is slow, and most processes need none
         from cryptography.hazmat.primitives.poly1305 import Poly1305 as _Poly1305
     return _Poly1305.generate_tag(_one_time_key(key, nonce), data)
 
 
-def _describe(key: bytes, frame: Any) -> str:
+def _tag(key: bytes, frame: Any) -> str:
     data = memoryview(frame).cast("B")
     if data.nbytes < MAC_MIN:
         return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -51,7 +51,7 @@ def _describe(key: bytes, frame: Any) -> str:
     return f"poly1305:{nonce.hex()}:{_mac(key, nonce, data).hex()}"
 
 
-def _describes(key: bytes, entry: Any, frame: Any) -> bool:
+def _is_tag_of(key: bytes, entry: Any, frame: Any) -> bool:
     if not isinstance(entry, str):
         return False
     data = memoryview(frame).cast("B")
@@ -67,15 +67,15 @@ def _describes(key: bytes, entry: Any, frame: Any) -> bool:
             and hmac.compare_digest(_mac(key, nonce, data), tag))
 
 
-def digests(key: bytes, frames: Sequence[Any]) -> list[str]:
+def tag_frames(key: bytes, frames: Sequence[Any]) -> list[str]:
     """A tag of each buffer frame under ``key``, for a message's signed metadata."""
-    return [_describe(key, frame) for frame in frames]
+    return [_tag(key, frame) for frame in frames]
 
 
 def matches(key: bytes, expected: Any, frames: Sequence[Any]) -> bool:
     """Whether ``frames`` are the buffers that the signed tags ``expected`` describe."""
     return (isinstance(expected, list) and len(expected) == len(frames)
-            and all(_describes(key, entry, frame) for entry, frame in zip(expected, frames)))
+            and all(_is_tag_of(key, entry, frame) for entry, frame in zip(expected, frames)))
 
 
 class BuffersRefused(ValueError):
@@ -95,7 +95,7 @@ def describe(key: bytes, buffers: Sequence[Any], pool: "sharedmem.Pool | None" =
         if pool is not None and view.nbytes >= sharedmem.THRESHOLD:
             descriptors.append(pool.lend(view))
         else:
-            descriptors.append(_describe(key, view))
+            descriptors.append(_tag(key, view))
             frames.append(buffer)
     return descriptors, frames
 
@@ -106,10 +106,10 @@ def resolve(key: bytes, tag: str, descriptors: Any, frames: Sequence[Any]) -> li
     Raises BuffersRefused, naming what is wrong, before any buffer is used.
     """
     if not isinstance(descriptors, list) or not all(isinstance(entry, str) for entry in descriptors):
-        raise BuffersRefused("its buffers do not match their signed digests: it signs no list of strings for them")
+        raise BuffersRefused("its buffers do not match their signed tags: it signs no list of strings for them")
     framed = [entry for entry in descriptors if not entry.startswith(sharedmem.SCHEME)]
     if not matches(key, framed, frames):
-        raise BuffersRefused("its buffers do not match their signed digests")
+        raise BuffersRefused("its buffers do not match their signed tags")
     pending = iter(frames)
     try:
         return [sharedmem.open_segment(tag, entry) if entry.startswith(sharedmem.SCHEME) else next(pending)
