@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from pxmagic import Client, Cluster, EngineError, RemoteError, connection
+from helpers import wait_until
 
 PXCLUSTER = str(Path(sys.executable).with_name("pxcluster"))
 
@@ -27,13 +28,10 @@ def security_files(profile: str) -> list[str]:
 
 
 def assert_gone(pids: list[int], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-        if not alive:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"processes still running: {alive}")
+    def alive() -> list[int]:
+        return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+    assert wait_until(lambda: not alive(), timeout=timeout), f"processes still running: {alive()}"
 
 
 def test_pxcluster_start_list_stop():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 from pxmagic import Cluster, CompositeError, EngineError, RemoteError, connection
 from pxmagic.protocol import HUB_INFO_REQUEST
 from conftest import engine_shell_url
+from helpers import signed_frames, wait_until
 
 
 @pytest.fixture
@@ -45,9 +47,7 @@ def test_a_killed_engine_fails_its_work_and_the_others_go_on(cluster, figure):
     assert list(errors) == [2] and isinstance(errors[2], EngineError)
     assert info.value.results == [(0, "done"), (1, "done")]
     assert "engine 2 died" in errors[2].evalue and ar.msg_ids[2] in errors[2].evalue
-    deadline = time.monotonic() + 5
-    while 2 in rc.ids and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: 2 not in rc.ids, timeout=5)
     assert rc.ids == [0, 1]
     assert rc[:].apply_sync(lambda: "still here") == ["still here"] * 2
 
@@ -184,17 +184,10 @@ def malformed_messages(key: bytes, count: int, seed: int = 0) -> list[tuple[list
     """Random frames, bad signatures, truncated JSON, wrong types, unknown types and engines; each with
     whether an engine that gets it directly refuses it (it passes signed, well-formed messages of types it
     does not serve to ipykernel, which ignores them)."""
-    import hashlib
-    import hmac
     import random
 
     rng = random.Random(seed)
-
-    def signed(header: bytes, parent: bytes = b"{}", metadata: bytes = b"{}", content: bytes = b"{}") -> list[bytes]:
-        mac = hmac.new(key, digestmod=hashlib.sha256)
-        for part in (header, parent, metadata, content):
-            mac.update(part)
-        return [b"<IDS|MSG>", mac.hexdigest().encode(), header, parent, metadata, content]
+    signed = functools.partial(signed_frames, key)
 
     def header(msg_type: str) -> bytes:
         date = datetime.now(timezone.utc).isoformat()  # recent: the fuzz reaches past the replay check
@@ -293,10 +286,7 @@ def test_a_dead_engine_can_be_restarted_from_the_command_line(cluster):
 
     rc = cluster.connect_client()
     os.kill(engine_pid(rc, 0), signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while 0 in rc.ids and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert 0 not in rc.ids
+    assert wait_until(lambda: 0 not in rc.ids, timeout=10)
     pxcluster = str(Path(sys.executable).with_name("pxcluster"))
     restarted = subprocess.run([pxcluster, "restart-engine", "0", "--profile", "faults",
                                 "--cluster-id", cluster.cluster_id], capture_output=True, text=True, timeout=120)

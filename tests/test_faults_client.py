@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from pxmagic import Cluster, EngineError, RemoteError
+from helpers import wait_until
 
 N = 2
 
@@ -217,9 +218,7 @@ def test_repr_of_a_view_whose_engine_is_gone():
     with Cluster(n=2, profile="faults-client") as rc:
         view = rc[1]
         os.kill(view.apply_sync(os.getpid), signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while 1 in rc.ids and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: 1 not in rc.ids, timeout=10)
         assert "1" in repr(view) and "DirectView" in repr(view)
         assert "DirectView" in repr(rc[:])
 

@@ -1,8 +1,6 @@
 """Replayed requests never run, however long the cluster has lived, and every refusal is answered."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -13,9 +11,9 @@ import pytest
 import zmq
 
 from conftest import engine_shell_url
+from helpers import reply_contents, signed_frames
 from pxmagic import Cluster, connection
 
-DELIM = b"<IDS|MSG>"
 
 
 @pytest.fixture(scope="module")
@@ -69,25 +67,11 @@ def capture_requests(rc) -> list[list[bytes]]:
 
 
 def signed(key: bytes, header: dict, rest: list[bytes]) -> list[bytes]:
-    packed = json.dumps(header).encode()
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    for part in (packed, *rest[:3]):
-        mac.update(part)
-    return [DELIM, mac.hexdigest().encode(), packed, *rest]
+    return signed_frames(key, json.dumps(header).encode(), *rest[:3]) + rest[3:]
 
 
 def now_iso(offset: float = 0) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=offset)).isoformat()
-
-
-def answers(sock: zmq.Socket, count: int, timeout: float = 10) -> list[dict]:
-    """Content of the next ``count`` replies on ``sock`` (fewer if they do not come in time)."""
-    got = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and sock.poll(max(0, deadline - time.monotonic()) * 1000):
-        frames = sock.recv_multipart()
-        got.append(json.loads(frames[frames.index(DELIM) + 5]))
-    return got
 
 
 def test_captured_requests_never_run_again_after_heavy_traffic_and_a_restart(rc, tmp_path, figure):
@@ -110,11 +94,11 @@ def test_captured_requests_never_run_again_after_heavy_traffic_and_a_restart(rc,
                 header = {"msg_id": f"{session}_{batch}_{n}", "msg_type": "hub_info_request", "session": session,
                           "username": "traffic", "date": now_iso(), "version": "5.3"}
                 sock.send_multipart(signed(key, header, [b"{}", b"{}", b"{}"]))
-            assert len(answers(sock, 5000, timeout=60)) == 5000
+            assert len(reply_contents(sock, 5000, timeout=60)) == 5000
         rc.restart_engine(0)
         for frames in requests:
             sock.send_multipart(frames)
-        replies = answers(sock, 20)
+        replies = reply_contents(sock, 20)
         time.sleep(1)
     figure("replays accepted (20 captured requests, after 130,000 more and a restart)", marks(path) - 20, "",
            "must be 0")
@@ -134,7 +118,7 @@ def test_a_capture_older_than_the_window_is_refused_and_answered(rc, tmp_path):
         sock.linger = 0
         sock.connect(connection.hub_addresses(info)[0])
         sock.send_multipart(signed(info["key"].encode(), header, frames[3:]))
-        [reply] = answers(sock, 1)
+        [reply] = reply_contents(sock, 1)
         time.sleep(0.5)
     assert reply["status"] == "error" and "dated 7200 s ago" in reply["evalue"]
     assert marks(path) == 1
@@ -157,7 +141,7 @@ def test_an_engine_answers_the_requests_it_refuses(rc, tmp_path):
         sock.send_multipart(fresh)
         sock.send_multipart(fresh)
         sock.send_multipart(signed(key, stale, frames[3:]))
-        first, again, old = answers(sock, 3)
+        first, again, old = reply_contents(sock, 3)
     assert first["status"] == "ok"
     assert again["status"] == "error" and "received before (a replay)" in again["evalue"]
     assert old["status"] == "error" and "dated 7200 s ago" in old["evalue"]

@@ -13,6 +13,7 @@ from pxmagic import connection, serialize
 from pxmagic.tags import tag_frames
 from pxmagic.protocol import request_metadata
 from conftest import engine_shell_url
+from helpers import reply_contents
 
 
 class Plant:
@@ -99,16 +100,12 @@ def signed_apply(key: bytes, payload: object, signed_buffers: list[bytes] | None
 def exchange(url: str, messages: list[list[bytes]], replies: int, wait: float = 10) -> list[dict]:
     """Send ``messages`` to the hub; return the content of the replies (at most ``replies``)
     that came within ``wait`` seconds of each other."""
-    received = []
     with zmq.Context() as context, context.socket(zmq.DEALER) as sock:
         sock.linger = 0
         sock.connect(url)
         for frames in messages:
             sock.send_multipart(frames)
-        while len(received) < replies and sock.poll(wait * 1000):
-            frames = sock.recv_multipart()
-            received.append(json.loads(frames[frames.index(b"<IDS|MSG>") + 5]))
-    return received
+        return reply_contents(sock, replies, wait)
 
 
 def test_buffers_swapped_under_a_signature_are_not_unpickled(rc, tmp_path):

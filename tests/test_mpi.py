@@ -15,6 +15,7 @@ import pytest
 
 from pxmagic import Client, Cluster, CompositeError, EngineError, RemoteError
 from conftest import px_shell
+from helpers import wait_until
 
 if not os.environ.get("CI"):  # in CI (run-tests.sh installs both) a missing MPI must fail, not skip
     pytestmark = pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs mpiexec (openmpi-bin)")
@@ -120,9 +121,7 @@ def test_an_engine_stuck_in_a_collective_stops_the_whole_job():
         assert stuck.msg_ids[0] in message
         _, alive = psutil.wait_procs(ranks, timeout=15)
         assert alive == [], "every rank of the job is gone"
-        deadline = time.monotonic() + 5
-        while rc.ids and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not rc.ids, timeout=5)
         assert rc.ids == []
 
 

@@ -1,8 +1,6 @@
 """Engines the hub did not start: registration, heartbeats, forged registrations, a thousand at once."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import stat
@@ -20,6 +18,7 @@ import zmq
 from pxmagic import Client, Cluster, EngineError, connection
 from pxmagic.hub.registration import assign_engine_id
 from pxmagic.protocol import ProtocolError, check_registration, rank_from_env, registration_content
+from helpers import signed_frames
 from helpers import wait_until
 
 SIMULATOR = Path(__file__).with_name("simulated_engines.py")
@@ -187,9 +186,7 @@ def forged_registration(key: bytes, content: dict) -> list[bytes]:
     header = json.dumps({"msg_id": uuid.uuid4().hex, "msg_type": "registration_request", "session": "x",
                          "username": "forger", "date": datetime.now(timezone.utc).isoformat(),
                          "version": "5.3"}).encode()
-    parts = [header, b"{}", b"{}", json.dumps(content).encode()]
-    signature = hmac.new(key, b"".join(parts), hashlib.sha256).hexdigest().encode()
-    return [b"<IDS|MSG>", signature, *parts]
+    return signed_frames(key, header, content=json.dumps(content).encode())
 
 
 def test_registrations_with_a_bad_signature_are_dropped_and_counted(cluster, rc):

@@ -10,6 +10,7 @@ import pytest
 import pxmagic
 from pxmagic import AsyncResult, Client, CompositeError, RemoteError
 from conftest import N_ENGINES
+from helpers import wait_until
 
 
 @pytest.fixture
@@ -200,9 +201,7 @@ def test_stdout_reaches_the_client_tagged_by_engine(dview):
     ar = dview.execute("import os; print('engine says', os.getpid())")
     ar.get(30)
     pids = dview.apply_sync(__import__("os").getpid)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not all(ar.stdout.values()):
-        time.sleep(0.02)
+    wait_until(lambda: all(ar.stdout.values()), timeout=5)
     for engine_id, pid in zip(dview.client.ids, pids):
         assert ar.stdout[engine_id] == f"engine says {pid}\n"
 
