@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 APPLY_REQUEST = "apply_request"
 APPLY_REPLY = "apply_reply"
@@ -79,7 +79,8 @@ RESULT_PENDING = "pending"
 RESULT_MISSING = "missing"
 
 
-class Found(NamedTuple):
+@dataclass(frozen=True)
+class Found:
     """What the hub knows of one result asked for: its state, and if done, its engine and signed frames."""
 
     msg_id: str
@@ -284,7 +285,7 @@ def stored_results_message(found: Iterable[Found],
     result's entry says why (``why_missing(msg_id)``), for the client's error.
     """
     entries, buffers = [], []
-    for result in map(Found._make, found):
+    for result in found:
         entry = {"msg_id": result.msg_id, "state": result.state, "engine_id": result.engine_id,
                  "frames": len(result.parts)}
         if result.state == RESULT_MISSING and why_missing is not None:

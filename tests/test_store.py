@@ -21,6 +21,7 @@ from pxmagic.protocol import (
     RESULT_DONE,
     RESULT_MISSING,
     RESULT_PENDING,
+    Found,
     ProtocolError,
     purge_selection,
     received_msg_ids,
@@ -43,7 +44,7 @@ def nothing_outstanding(msg_id: str) -> bool:
 
 
 def states(store: ResultStore, msg_ids: list[str], outstanding=nothing_outstanding) -> list[str]:
-    return [state for _, state, _, _ in store.find(msg_ids, outstanding, Waiter(b"c", {}))]
+    return [found.state for found in store.find(msg_ids, outstanding, Waiter(b"c", {}))]
 
 
 def test_oldest_results_are_culled_past_the_count_limit():
@@ -76,8 +77,9 @@ def test_small_received_frames_are_copied_big_ones_kept_and_the_engine_remembere
     big = zmq.Frame(b"x" * COPY_BELOW)
     store = ResultStore()
     store.add("m", 3, [*small, big])
-    [(msg_id, state, engine_id, kept)] = store.find(["m"], nothing_outstanding, Waiter(b"c", {}))
-    assert (msg_id, state, engine_id) == ("m", RESULT_DONE, 3)
+    [found] = store.find(["m"], nothing_outstanding, Waiter(b"c", {}))
+    assert (found.msg_id, found.state, found.engine_id) == ("m", RESULT_DONE, 3)
+    kept = found.parts
     assert [type(part) for part in kept] == [bytes] * 5 + [zmq.Frame]
     assert kept[:5] == [b"sig", b"{}", b"{}", b"{}", b"{}"] and kept[5] is big
     assert store.nbytes == 3 + 4 * 2 + COPY_BELOW
@@ -88,7 +90,7 @@ def test_a_result_stored_again_replaces_the_first_and_its_bytes():
     store.add("m", 0, parts(size=100))
     store.add("m", 1, parts(size=10))
     assert len(store) == 1 and store.nbytes == sum(map(len, parts(size=10)))
-    assert store.find(["m"], nothing_outstanding, Waiter(b"c", {}))[0][2] == 1
+    assert store.find(["m"], nothing_outstanding, Waiter(b"c", {}))[0].engine_id == 1
 
 
 def test_a_client_asking_for_a_pending_result_gets_it_when_it_comes():
@@ -136,13 +138,13 @@ def test_store_options_round_trip_through_hub_arguments():
 def test_stored_results_message_splits_back_into_each_results_frames():
     a, b = parts(msg_id="a"), parts(msg_id="b", size=10)
     content, buffers = stored_results_message([
-        ("a", RESULT_DONE, 0, a), ("p", RESULT_PENDING, None, []), ("b", RESULT_DONE, 1, b)])
+        Found("a", RESULT_DONE, 0, a), Found("p", RESULT_PENDING, None, []), Found("b", RESULT_DONE, 1, b)])
     split = split_stored_results(content, buffers)
     assert [(entry["msg_id"], frames) for entry, frames in split] == [("a", a), ("p", []), ("b", b)]
 
 
 def test_a_result_reply_whose_frames_do_not_add_up_is_refused():
-    content, buffers = stored_results_message([("a", RESULT_DONE, 0, parts())])
+    content, buffers = stored_results_message([Found("a", RESULT_DONE, 0, parts())])
     with pytest.raises(ProtocolError, match="does not match its 3 frames"):
         split_stored_results(content, buffers[:3])
     with pytest.raises(ProtocolError, match="needs a 'results' list"):
@@ -195,9 +197,9 @@ def test_the_archive_keeps_what_memory_culled_and_forgets_what_is_purged(tmp_pat
         store.add(msg_id, engine_id % 2, frames)
     assert len(store) == 1
     found = store.find(list(kept), nothing_outstanding, Waiter(b"c", {}))
-    assert [(m, s, e) for m, s, e, _ in found] == [("m0", RESULT_DONE, 0), ("m1", RESULT_DONE, 1),
+    assert [(f.msg_id, f.state, f.engine_id) for f in found] == [("m0", RESULT_DONE, 0), ("m1", RESULT_DONE, 1),
                                                    ("m2", RESULT_DONE, 0), ("m3", RESULT_DONE, 1)]
-    assert all([bytes(f) for f in frames] == [bytes(f) for f in kept[m]] for m, _, _, frames in found)
+    assert all([bytes(f) for f in result.parts] == [bytes(f) for f in kept[result.msg_id]] for result in found)
     store.purge(msg_ids=["m0"])
     store.purge(engine_ids=[1])
     assert states(store, list(kept)) == [RESULT_MISSING, RESULT_MISSING, RESULT_DONE, RESULT_MISSING]
@@ -212,8 +214,9 @@ def test_results_of_an_earlier_run_come_back_signed_with_the_new_key(tmp_path):
     store.close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     store = ResultStore(archive=SqliteArchive(path, second))
-    [(_, state, _, frames)] = store.find(["m"], nothing_outstanding, Waiter(b"c", {}))
-    assert state == RESULT_DONE
+    [found] = store.find(["m"], nothing_outstanding, Waiter(b"c", {}))
+    frames = found.parts
+    assert found.state == RESULT_DONE
     assert hmac.compare_digest(bytes(frames[0]), second.sign(frames[1:5]))
     assert bytes(frames[5]) == b"x" * MAC_MIN
     tags = json.loads(bytes(frames[3]))["buffer_tags"]

@@ -18,6 +18,7 @@ through :meth:`.pump.SocketPump.send`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
@@ -550,7 +551,7 @@ class Hub:
         self._send_results(client, header, found)
 
     def _send_results(self, client: bytes, parent: dict, found: list[Found]) -> None:
-        found = [result._replace(parts=framed(self.session, result.parts)) for result in found]
+        found = [dataclasses.replace(result, parts=framed(self.session, result.parts)) for result in found]
         content, buffers = stored_results_message(found, self.results.why_missing)
         reply = wire.build(self.session, HUB_RESULT_REPLY, content, parent=parent, ident=client)
         self.pump.send(self.requests, [*reply, *buffers])

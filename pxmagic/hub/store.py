@@ -144,7 +144,7 @@ class ResultStore:
                 self._forget(msg_id, "released from the hub's memory once the client that asked had it")
 
     def find(self, msg_ids: Iterable[str], outstanding: Callable[[str], bool], waiter: Waiter) -> list[Found]:
-        """``(msg_id, state, engine_id, parts)`` of each result asked for.
+        """What the store knows of each result asked for (a :class:`Found` each).
 
         A result whose buffers are in segments comes with all of them mapped
         after its first five parts, to be sent as frames (its descriptors
