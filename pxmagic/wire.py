@@ -27,46 +27,46 @@ from .replay import ReplayGuard
 DELIM = b"<IDS|MSG>"
 
 
-def verify(session: Session, parts: list) -> bool:
-    """Whether ``parts`` (signature, header, parent, metadata, content, ...) is signed by our key.
-
-    A signature among the last ones seen is refused, as ``Session.deserialize``
-    does.  That is enough for replies and output, whose receivers ignore a
-    second answer to one request; requests go through :func:`request_refusal`.
-    """
-    if len(parts) < 5:
-        return False
-    signature = parts[0].bytes
-    if not signature or signature in session.digest_history:
-        return False
-    if not hmac.compare_digest(signature, session.sign(parts[1:5])):
-        return False
-    session._add_digest(signature)
-    return True
-
-
 class Refusal(NamedTuple):
-    """Why a request is refused; ``authentic`` if it carries our key's signature, so may be answered."""
+    """Why a message is refused; ``authentic`` if it carries our key's signature, so a request may be answered."""
 
     reason: str
     authentic: bool
 
 
+#: what :func:`check` makes of a message that comes again.  A request must be fresh: recent, and never
+#: received before (:mod:`pxmagic.replay`), since acting on it twice would run its code twice.
+FRESH = "fresh"
+#: a reply or output must not be among the last signatures seen, as ``Session.deserialize`` checks:
+#: its receiver ignores a second answer to one request anyway
+UNSEEN = "unseen"
+#: a stored result that the hub sends again inside a fresh, checked reply may rightly come more than once
+AGAIN = "again"
+
 #: each session's memory of the requests it received (one per process, shared by its sockets)
 _guards: weakref.WeakKeyDictionary[Session, ReplayGuard] = weakref.WeakKeyDictionary()
 
 
-def request_refusal(session: Session, parts: list) -> Refusal | None:
-    """Why the request ``parts`` must not be acted on, or None if it is signed by our key and fresh.
+def check(session: Session, parts: list, replay: str) -> Refusal | None:
+    """Why ``parts`` (signature, header, parent, metadata, content, ...) must not be acted on, or None.
 
-    A request is fresh if it is recent and was never received before
-    (:mod:`pxmagic.replay`); it is remembered as received.
+    Every message pxmagic receives is checked here before any part of it is
+    read: it must carry our key's signature, and meet the ``replay`` rule
+    (:data:`FRESH`, :data:`UNSEEN` or :data:`AGAIN`); an accepted one is
+    remembered as received.
     """
     if len(parts) < 5:
         return Refusal(f"it has {len(parts)} parts after the delimiter, not at least 5", False)
-    signature = parts[0].bytes
+    signature = bytes(parts[0])
     if not signature or not hmac.compare_digest(signature, session.sign(parts[1:5])):
         return Refusal("its signature is missing or wrong", False)
+    if replay == AGAIN:
+        return None
+    if replay == UNSEEN:
+        if signature in session.digest_history:
+            return Refusal("it was received before (a replay)", True)
+        session._add_digest(signature)
+        return None
     try:
         header = load(parts[1])
     except ValueError:
@@ -74,16 +74,6 @@ def request_refusal(session: Session, parts: list) -> Refusal | None:
     date = header.get("date") if isinstance(header, dict) else None
     reason = _guards.setdefault(session, ReplayGuard()).refusal(signature, date)
     return None if reason is None else Refusal(reason, True)
-
-
-def signed(session: Session, parts: list) -> bool:
-    """Whether ``parts`` carries our key's signature, without the replay check.
-
-    For a stored result that the hub sends again inside a fresh, verified
-    message: the same result may rightly arrive more than once.
-    """
-    signature = bytes(parts[0]) if len(parts) >= 5 else b""
-    return bool(signature) and hmac.compare_digest(signature, session.sign(parts[1:5]))
 
 
 def load(frame: Any) -> Any:

@@ -345,9 +345,10 @@ class Client:
     # -- receiving (I/O thread) ----------------------------------------------
     def _verified(self, parts: list) -> dict | None:
         try:
-            if wire.verify(self.session, parts):
+            refusal = wire.check(self.session, parts, wire.UNSEEN)
+            if refusal is None:
                 return wire.message(parts)
-            error: Exception | str = "bad signature"
+            error: Exception | str = refusal.reason
         except Exception as exc:
             error = exc
         self.refusals.refused("a message from the hub", str(error))
@@ -380,10 +381,11 @@ class Client:
         for entry, parts in entries:
             if entry["state"] != RESULT_DONE:
                 continue
-            if wire.signed(self.session, parts):
+            refusal = wire.check(self.session, parts, wire.AGAIN)
+            if refusal is None:
                 self.ledger.reply(wire.message(parts), entry.get("engine_id"), stored=True)
                 continue
-            self.refusals.refused(f"the stored result of {entry['msg_id']}", "bad signature")
+            self.refusals.refused(f"the stored result of {entry['msg_id']}", refusal.reason)
             self.ledger.unsigned_stored_result(entry["msg_id"], entry.get("engine_id"))
 
     def _on_output(self, frames: list) -> None:

@@ -311,7 +311,7 @@ class EngineKernel(IPythonKernel):
         The answer keeps the hub's books true: a request it forwarded and the
         engine refused silently would stay outstanding for ever.
         """
-        refusal = wire.request_refusal(self.session, parts)
+        refusal = wire.check(self.session, parts, wire.FRESH)
         if refusal is None:
             self._segments_taken(parts[1])
             return True

@@ -107,8 +107,9 @@ def register(
                 f"{timeout:.0f} s (is it running, and is this its key?)"
             )
         _, parts = session.feed_identities(dealer.recv_multipart(copy=False), copy=False)
-    if not wire.verify(session, parts):
-        raise RegistrationError("the hub's answer to the registration has a bad signature")
+    refusal = wire.check(session, parts, wire.UNSEEN)
+    if refusal is not None:
+        raise RegistrationError(f"the hub's answer to the registration is refused: {refusal.reason}")
     reply = wire.message(parts)
     if reply["msg_type"] != REGISTRATION_REPLY or reply["parent_header"].get("msg_id") != header["msg_id"]:
         raise ProtocolError(f"expected a {REGISTRATION_REPLY} to our registration, got {reply['msg_type']}")

@@ -137,7 +137,7 @@ class SqliteArchive:
                 except (struct.error, ValueError) as error:
                     log.error("the stored result of %s in %s is damaged: %s", msg_id, self.path, error)
                     continue
-                if not wire.signed(self._session, parts) or SCHEME.encode() in bytes(parts[3]):
+                if wire.check(self._session, parts, wire.AGAIN) is not None or SCHEME.encode() in bytes(parts[3]):
                     parts = self._adopt(parts)
                 found[msg_id] = Stored(engine_id, parts, len(blob))
         return found

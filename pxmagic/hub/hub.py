@@ -172,6 +172,7 @@ class Hub:
         self.client_file: Path = connection.client_file(profile, cluster_id)
         #: path prefix of the IPC sockets for clients on this host (None: TCP only)
         self._local_ipc: str | None = None
+        #: messages the hub will not act on: counted, and logged at a bounded rate
         self.refusals = RefusalLog(log)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -268,13 +269,9 @@ class Hub:
         sharedmem.sweep(self.segment_tag, everything=True)
         log.info("hub stopped; %r", self.results)
 
-    def _refuse(self, what: str, reason: str) -> None:
-        """Count, and log at a bounded rate, a message the hub will not act on."""
-        self.refusals.refused(what, reason)
-
     def _refuse_request(self, client: bytes, header: dict, reply_type: str, reason: str) -> None:
         """Refuse a signed, well-formed request, and tell its sender why."""
-        self._refuse(f"{header['msg_type']} {header['msg_id']}", reason)
+        self.refusals.refused(f"{header['msg_type']} {header['msg_id']}", reason)
         self._reply(client, reply_type, header, error_content("ProtocolError", reason))
 
     # -- clients ------------------------------------------------------------
@@ -282,16 +279,16 @@ class Hub:
         try:
             idents, parts = self.session.feed_identities(frames, copy=False)
         except ValueError:
-            self._refuse("a client message", "it has no <IDS|MSG> delimiter")
+            self.refusals.refused("a client message", "it has no <IDS|MSG> delimiter")
             return
-        refusal = wire.request_refusal(self.session, parts) if idents else wire.Refusal("it has no sender", False)
+        refusal = wire.check(self.session, parts, wire.FRESH) if idents else wire.Refusal("it has no sender", False)
         if refusal is not None and not refusal.authentic:
-            self._refuse("a client message", refusal.reason)
+            self.refusals.refused("a client message", refusal.reason)
             return
         try:
             header, metadata, content = wire.envelope(parts)
         except ProtocolError as error:
-            self._refuse("a signed client message", str(error))
+            self.refusals.refused("a signed client message", str(error))
             return
         client = idents[0]
         if refusal is not None:  # ours, but stale or replayed: say so, or its sender waits for ever
@@ -357,7 +354,7 @@ class Hub:
             routing = self.router.route_request(client, header, targets, payload, terms)
         self._deliver(routing.deliveries)
         if routing.failures:
-            self._refuse(f"{header['msg_type']} {header['msg_id']}", "it names an engine that does not exist")
+            self.refusals.refused(f"{header['msg_type']} {header['msg_id']}", "it names an engine that does not exist")
         self.send_failures(routing.failures)
         if header["msg_type"] == INTERRUPT_REQUEST and self.stuck_watch is not None and not balanced:
             self.stuck_watch.interrupted(targets)
@@ -502,14 +499,15 @@ class Hub:
 
     def _handle_engine_reply(self, engine: EngineLink, frames: list) -> None:
         _, parts = self.session.feed_identities(frames, copy=False)
-        if not wire.verify(self.session, parts):
-            self._refuse(f"a reply from engine {engine.id}", "its signature is missing, wrong or replayed")
+        refusal = wire.check(self.session, parts, wire.UNSEEN)
+        if refusal is not None:
+            self.refusals.refused(f"a reply from engine {engine.id}", refusal.reason)
             return
         msg_id = wire.load(parts[2]).get("msg_id", "")
         try:
             segments = reply_segments(self.session.key, self.segment_tag, parts)
         except tags.BuffersRefused as error:  # forwarded all the same: its client says why it cannot read it
-            self._refuse(f"the segments of engine {engine.id}'s reply {msg_id}", str(error))
+            self.refusals.refused(f"the segments of engine {engine.id}'s reply {msg_id}", str(error))
             segments = None
         try:  # a small object: whether the request failed, for the counts and for retries
             content = wire.load(parts[4])
@@ -574,14 +572,15 @@ class Hub:
 
     def _note_usage(self, engine: EngineLink, frames: list) -> None:
         _, parts = self.session.feed_identities(frames, copy=False)
-        if not wire.verify(self.session, parts):
-            self._refuse(f"a usage report from engine {engine.id}", "its signature is missing, wrong or replayed")
+        refusal = wire.check(self.session, parts, wire.UNSEEN)
+        if refusal is not None:
+            self.refusals.refused(f"a usage report from engine {engine.id}", refusal.reason)
             return
         try:
             content = wire.load(parts[4])
             self.supervisor.reported_usage[engine.id] = Usage(int(content["rss_bytes"]), content.get("cpu_percent"))
         except (ValueError, KeyError, TypeError) as error:
-            self._refuse(f"a usage report from engine {engine.id}", f"it is malformed ({error})")
+            self.refusals.refused(f"a usage report from engine {engine.id}", f"it is malformed ({error})")
 
     async def _beat(self) -> None:
         """Tell clients and registered engines the hub is alive (they give up on a silent hub)."""

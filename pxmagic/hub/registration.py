@@ -13,7 +13,7 @@ Ids are stable and ordered: an engine of a job the hub launched (an MPI job)
 gets the job's first id plus its rank, so MPI rank == engine id; an engine
 that gives only a rank gets the rank; others get the next free id.
 
-Everything here is cheap per engine (one verify, one JSON parse, a few
+Everything here is cheap per engine (one signature check, one JSON parse, a few
 socket connects), so a thousand engines registering at once are admitted in
 about a second; readiness is then checked for all of them concurrently.
 """
@@ -221,7 +221,7 @@ class Registrar:
         """Admit or refuse one registration; a message with a bad signature is dropped unanswered."""
         try:
             idents, parts = self.session.feed_identities(frames, copy=False)
-            refusal = wire.request_refusal(self.session, parts) if idents else wire.Refusal("no sender", False)
+            refusal = wire.check(self.session, parts, wire.FRESH) if idents else wire.Refusal("no sender", False)
         except ValueError:
             refusal = wire.Refusal("it is not a Jupyter message", False)
         if refusal is not None and not refusal.authentic:
