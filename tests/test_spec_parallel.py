@@ -59,6 +59,17 @@ def test_parallel_call_versus_parallel_map(dview):
     assert echo.map(range(5)) == ["0", "1", "2", "3", "4"]
 
 
+def test_map_chunks_calls_once_a_chunk_with_the_keywords_whole(rc, dview):
+    def scaled(xs, factor=1):
+        return [x * factor for x in xs]
+
+    assert dview.map_chunks(scaled, [range(5)], {"factor": 10}, block=True) == [0, 10, 20, 30, 40]
+    pieces = dview.map_chunks(len, [range(5)], block=False)
+    assert pieces.get(10) == [2, 1, 1, 1] and len(pieces.msg_ids) == 4, "one call an engine, on its chunk"
+    lview = rc.load_balanced_view()
+    assert lview.map_chunks(scaled, [range(7)], {"factor": 2}, block=True, chunksize=3) == [0, 2, 4, 6, 8, 10, 12]
+
+
 def test_scatter_and_gather(dview):
     assert dview.scatter("a", range(16)) == [None] * N_ENGINES
     assert dview["a"] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]

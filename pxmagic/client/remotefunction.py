@@ -47,7 +47,7 @@ class ParallelFunction(RemoteFunction):
         if not sequences:
             raise TypeError(f"{self.func.__name__}() as a parallel function needs a sequence argument")
         seqs = [partition.as_sequence(s, f"argument {i} of a parallel function") for i, s in enumerate(sequences)]
-        return self.view._distribute(self.func, seqs, kwargs, False, self.block, **self.options)
+        return self.view.map_chunks(self.func, seqs, kwargs, block=self.block, **self.options)
 
     def map(self, *sequences: Any) -> Any:
         return self.view.map(self.func, *sequences, block=self.block, **self.options)

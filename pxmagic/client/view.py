@@ -180,6 +180,16 @@ class View:
         with self.temp_flags(label=label) if label is not None else contextlib.nullcontext():
             return self._distribute(f, seqs, {}, True, block, **options)
 
+    def map_chunks(self, f: Callable, sequences: Sequence[Sequence], kwargs: dict | None = None,
+                   block: bool | None = None, **options: Any) -> Any:
+        """Call ``f(*chunks, **kwargs)`` once per chunk of ``sequences`` and join the pieces: what ``@parallel`` runs.
+
+        A DirectView gives each engine one contiguous chunk, a LoadBalancedView
+        makes a task of every ``chunksize`` items; the pieces are joined in
+        order (lists added, arrays concatenated).
+        """
+        return self._distribute(f, list(sequences), kwargs or {}, False, block, **options)
+
     def map_sync(self, f: Callable, *sequences: Any, **options: Any) -> list:
         return self.map(f, *sequences, block=True, **options)
 
