@@ -31,6 +31,8 @@ no buffer tag: whoever could change it could as well read the cluster's key.
 from __future__ import annotations
 
 import atexit
+import ctypes
+import errno
 import fcntl
 import hashlib
 import mmap
@@ -49,6 +51,13 @@ THRESHOLD = 256 << 10
 POOL_BYTES = 1 << 30
 #: what a buffer descriptor starts with in a message's ``buffer_tags``
 SCHEME = "shm:"
+#: a new segment at least this large gets its pages from several threads at once (see :func:`_fill`)
+PARALLEL_FILL = 16 << 20
+_FILL_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: madvise(2) advice, Linux 5.14 and later: fault the range in, writable, as a write to each page would
+_MADV_POPULATE_WRITE = 23
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _NAME = re.compile(r"pxmagic-([0-9a-f]{12})-(\d+)-(\d+)")
 
 
@@ -120,6 +129,43 @@ def open_segment(tag: str, entry: str) -> memoryview:
         return memoryview(mmap.mmap(fd, nbytes, access=mmap.ACCESS_COPY))
     finally:
         os.close(fd)
+
+
+def _fill(mapping: mmap.mmap, fd: int, nbytes: int) -> None:
+    """Give a new segment all its pages before anything is copied in, so that a full /dev/shm is an OSError here.
+
+    The first touch of fresh pages costs several times the copy (see FACTS),
+    and the kernel serves several threads' faults at once, so a large
+    segment is filled from a few threads (ctypes calls run without the GIL).
+    Before Linux 5.14, which cannot populate, posix_fallocate allocates the
+    pages instead (a single thread).
+    """
+    anchor = ctypes.c_char.from_buffer(mapping)
+    try:
+        start = ctypes.addressof(anchor)
+        threads = _FILL_THREADS if nbytes >= PARALLEL_FILL else 1
+        step = -(-nbytes // threads // mmap.PAGESIZE) * mmap.PAGESIZE
+        failures = [0] * threads
+
+        def populate(part: int) -> None:
+            length = min(step, nbytes - part * step)
+            if length > 0 and _libc.madvise(start + part * step, length, _MADV_POPULATE_WRITE) != 0:
+                failures[part] = ctypes.get_errno()
+
+        helpers = [threading.Thread(target=populate, args=(part,)) for part in range(1, threads)]
+        for helper in helpers:
+            helper.start()
+        populate(0)
+        for helper in helpers:
+            helper.join()
+    finally:
+        del anchor
+    failure = max(failures)
+    if failure == errno.EINVAL:
+        os.posix_fallocate(fd, 0, nbytes)
+    elif failure:
+        raise OSError(failure, f"cannot give a segment of {nbytes} bytes its pages in {DIRECTORY}: "
+                               f"{os.strerror(failure)}")
 
 
 @dataclass
@@ -198,8 +244,10 @@ class Pool:
         fd = os.open(os.path.join(DIRECTORY, name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         try:
-            os.posix_fallocate(fd, 0, nbytes)
-            view = memoryview(mmap.mmap(fd, nbytes))
+            os.ftruncate(fd, nbytes)
+            mapping = mmap.mmap(fd, nbytes)
+            _fill(mapping, fd, nbytes)
+            view = memoryview(mapping)
         except BaseException:
             os.close(fd)
             os.unlink(os.path.join(DIRECTORY, name))

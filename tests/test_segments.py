@@ -33,6 +33,31 @@ def test_a_lent_buffer_is_read_back_by_a_receiver(pool):
     assert bytes(sharedmem.open_segment(TAG, descriptor)[:4]) == data[:4]
 
 
+def test_a_large_buffer_filled_from_several_threads_is_read_back_whole(pool):
+    size = sharedmem.PARALLEL_FILL + 3 * 4096 + 123  # the threads' parts end off page and buffer boundaries
+    data = os.urandom(size)
+    assert bytes(sharedmem.open_segment(TAG, pool.lend(memoryview(data)))) == data
+
+
+@pytest.fixture
+def small_shm(tmp_path, monkeypatch):
+    """A 1 MB tmpfs in place of /dev/shm (mounting needs root, as CI runs)."""
+    mount = tmp_path / "shm"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)], check=True)
+    monkeypatch.setattr(sharedmem, "DIRECTORY", str(mount))
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_shm_is_an_error_at_once_and_leaves_no_segment(small_shm, pool):
+    with pytest.raises(OSError, match="cannot give a segment of 2097152 bytes its pages"):
+        pool.lend(memoryview(bytes(2 << 20)))
+    assert os.listdir(small_shm) == []
+    data = os.urandom(512 << 10)
+    assert bytes(sharedmem.open_segment(TAG, pool.lend(memoryview(data)))) == data, "what fits still goes"
+
+
 def test_a_segment_is_reused_only_once_nobody_maps_it(pool):
     first = pool.lend(memoryview(bytes(2 << 20)))
     held = sharedmem.open_segment(TAG, first)
