@@ -163,9 +163,10 @@ def _fill(mapping: mmap.mmap, fd: int, nbytes: int) -> None:
     failure = max(failures)
     if failure == errno.EINVAL:
         os.posix_fallocate(fd, 0, nbytes)
+    elif failure in (errno.EFAULT, errno.ENOMEM):  # what populate says when the tmpfs has no room left
+        raise OSError(errno.ENOSPC, f"cannot give a segment of {nbytes} bytes its pages: {DIRECTORY} is full")
     elif failure:
-        raise OSError(failure, f"cannot give a segment of {nbytes} bytes its pages in {DIRECTORY}: "
-                               f"{os.strerror(failure)}")
+        raise OSError(failure, f"cannot give a segment of {nbytes} bytes its pages: {os.strerror(failure)}")
 
 
 @dataclass

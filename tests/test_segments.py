@@ -1,6 +1,7 @@
 """The rules of shared memory segments, without a cluster: naming, pooling, refusing, sweeping."""
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -51,8 +52,9 @@ def small_shm(tmp_path, monkeypatch):
 
 
 def test_a_full_shm_is_an_error_at_once_and_leaves_no_segment(small_shm, pool):
-    with pytest.raises(OSError, match="cannot give a segment of 2097152 bytes its pages"):
+    with pytest.raises(OSError, match=f"segment of 2097152 bytes its pages: {small_shm} is full") as error:
         pool.lend(memoryview(bytes(2 << 20)))
+    assert error.value.errno == errno.ENOSPC
     assert os.listdir(small_shm) == []
     data = os.urandom(512 << 10)
     assert bytes(sharedmem.open_segment(TAG, pool.lend(memoryview(data)))) == data, "what fits still goes"
