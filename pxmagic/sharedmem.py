@@ -244,12 +244,15 @@ class Pool:
             name = f"pxmagic-{self.tag}-{os.getpid()}-{self._count}"
         fd = os.open(os.path.join(DIRECTORY, name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
+        mapping = None
         try:
             os.ftruncate(fd, nbytes)
             mapping = mmap.mmap(fd, nbytes)
             _fill(mapping, fd, nbytes)
             view = memoryview(mapping)
         except BaseException:
+            if mapping is not None:
+                mapping.close()  # its pages go at once, not when the error's traceback is dropped
             os.close(fd)
             os.unlink(os.path.join(DIRECTORY, name))
             raise
