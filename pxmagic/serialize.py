@@ -138,7 +138,8 @@ def unpack(frames: Sequence[Any]) -> Any:
     return pickle.loads(frames[0], buffers=frames[1:])
 
 
-def _describe(obj: Any) -> str:
+def _type_name(obj: Any) -> str:
+    """The qualified name of what ``obj`` is, for an error that names the value it could not send."""
     kind = type(obj)
     return f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
 
@@ -160,6 +161,6 @@ def pack_call(func: Callable, args: tuple, kwargs: dict) -> list:
                 pack(value)
             except Exception as part_error:
                 raise SerializationError(
-                    f"cannot send {label} of type {_describe(value)}: {part_error}"
+                    f"cannot send {label} of type {_type_name(value)}: {part_error}"
                 ) from part_error
         raise SerializationError(f"cannot serialize the call: {error}") from error

@@ -41,7 +41,7 @@ from ..protocol import (
 from ..replay import RefusalLog
 
 
-def _describe(error: BaseException) -> str:
+def _safe_str(error: BaseException) -> str:
     """``str(error)``, or a sentence saying why it could not be had.
 
     The user's ``__str__`` runs here, on the engine's shell loop: whatever it
@@ -76,12 +76,12 @@ def _traceback_lines(error: BaseException) -> list[str]:
     try:
         return "".join(traceback.format_exception(type(error), error, tb)).splitlines()
     except BaseException:  # formatting runs the user's __str__ and __notes__
-        return [*traceback.format_list(traceback.extract_tb(tb)), f"{type(error).__name__}: {_describe(error)}"]
+        return [*traceback.format_list(traceback.extract_tb(tb)), f"{type(error).__name__}: {_safe_str(error)}"]
 
 
 def _error_reply(error: BaseException) -> dict:
     """Reply content for an exception raised by the applied function."""
-    evalue = error.evalue if isinstance(error, RemoteError) else _describe(error)
+    evalue = error.evalue if isinstance(error, RemoteError) else _safe_str(error)
     notes = _notes(error)
     if isinstance(error, SystemExit):
         notes = [*notes, "(sys.exit() on an engine ends the call, not the engine)"]
@@ -381,7 +381,7 @@ class EngineKernel(IPythonKernel):
             content, reply_frames = self._call(msg)
         except BaseException as error:  # never silence: whatever escapes is the caller's error
             content, reply_frames = error_content(type(error).__name__, f"the engine failed to serve the call: "
-                                                  f"{_describe(error)}"), []
+                                                  f"{_safe_str(error)}"), []
         finally:
             self.post_handler_hook()
         for stream in (sys.stdout, sys.stderr):
@@ -449,7 +449,7 @@ class EngineKernel(IPythonKernel):
         try:
             func, args, kwargs = serialize.unpack(self._request_buffers(parent))
         except BaseException as error:  # an interrupt or a __setstate__'s SystemExit, too
-            return error_content(type(error).__name__, f"could not load the call: {_describe(error)}"), []
+            return error_content(type(error).__name__, f"could not load the call: {_safe_str(error)}"), []
         try:
             with _forks_stay_out():
                 result = func(*args, **kwargs)
@@ -462,5 +462,5 @@ class EngineKernel(IPythonKernel):
             return error_content(
                 "SerializationError",
                 f"cannot send back a result of type {kind.__module__}.{kind.__qualname__}: "
-                f"{type(error).__name__}: {_describe(error)}",
+                f"{type(error).__name__}: {_safe_str(error)}",
             ), []
