@@ -5,6 +5,9 @@ For each implementation, in its own interpreter, on a local cluster of
 
 * push and pull of 128 MB and 1 GB float64 arrays to one engine (GB/s,
   median), and ``np.copy`` of 128 MB in the client as the machine's yardstick;
+  and the pull of a new array of that size the engine computed (``y = x * 1.0``,
+  not timed): pulling back a pushed array unchanged moves nothing with
+  pxmagic's shared memory, a computed one is copied once;
 * a 256 MB push to every engine, first, on a fresh cluster: seconds, and
   copies held afterwards (memory held machine-wide once each engine has read
   its array, over 256 MB, counted from before the first push: each process's
@@ -93,6 +96,12 @@ class Direct:
     def pull_one(self):
         return self.dv.pull("x", targets=0)
 
+    def compute_one(self):
+        self.dv.execute("y = x * 1.0", targets=0)
+
+    def pull_computed(self):
+        return self.dv.pull("y", targets=0)
+
     def push_all(self, arr):
         self.dv.push({"x": arr})
 
@@ -100,7 +109,7 @@ class Direct:
         self.dv.execute("_s = float(x.sum())")
 
     def drop(self):
-        self.dv.execute("x = None")
+        self.dv.execute("x = None; y = None")
         self.rc.purge_local_results("all")
 
     def scatter_gather(self, arr):
@@ -121,12 +130,22 @@ class Dask:
         self.workers = sorted(self.client.scheduler_info()["workers"])
         self.engine_pids = list(self.client.run(os.getpid).values())
         self.futures: list = []
+        self.computed = None
 
     def push_one(self, arr):
         self.futures = [self.client.scatter(arr, workers=[self.workers[0]], direct=True)]
 
     def pull_one(self):
         return self.futures[0].result()
+
+    def compute_one(self):
+        from distributed import wait
+
+        self.computed = self.client.submit(lambda a: a * 1.0, self.futures[0], workers=[self.workers[0]], pure=False)
+        wait(self.computed)
+
+    def pull_computed(self):
+        return self.computed.result()
 
     def push_all(self, arr):
         self.futures = [self.client.scatter(arr, broadcast=True, direct=True)]
@@ -137,6 +156,7 @@ class Dask:
 
     def drop(self):
         self.futures = []
+        self.computed = None
         time.sleep(0.2)
 
     def purge_local_results(self, which: str) -> None:
@@ -190,6 +210,9 @@ def measure(impl: str, engines: int) -> dict[str, float]:
             runner.drop()
             figures[f"push_{mb}MB_GBps"] = rate(arr.nbytes, lambda: runner.push_one(arr), reps)
             figures[f"pull_{mb}MB_GBps"] = rate(arr.nbytes, runner.pull_one, reps, release)
+            runner.compute_one()
+            figures[f"pull_computed_{mb}MB_GBps"] = rate(arr.nbytes, runner.pull_computed, reps,
+                                                         lambda: (release(), runner.compute_one()))
             runner.drop()
             del arr
             gc.collect()
@@ -263,10 +286,10 @@ def main(argv: list[str] | None = None) -> None:
         if python:
             results[impl] = elsewhere(python, impl, args.engines)
     peers = [impl for impl in results if impl != "pxmagic"]
-    print(f"{'figure':<24}" + "".join(f"{impl:>13}" for impl in results)
+    print(f"{'figure':<28}" + "".join(f"{impl:>13}" for impl in results)
           + "".join(f"{'px/' + impl[:4]:>10}" for impl in peers))
     for name, ours in results["pxmagic"].items():
-        row = f"{name:<24}" + "".join(f"{results[impl].get(name, float('nan')):13.3f}" for impl in results)
+        row = f"{name:<28}" + "".join(f"{results[impl].get(name, float('nan')):13.3f}" for impl in results)
         row += "".join(f"{ours / results[impl][name]:10.2f}" if results[impl].get(name) else f"{'':>10}"
                        for impl in peers)
         print(row)

@@ -21,6 +21,12 @@ cleanup, which the rules below pay:
   owner keeps segments nobody maps in a pool and writes the next buffer of a
   similar size into one of those, while they are warm.
 
+A buffer that already lies in a segment this process mapped, and whose
+pages it has not written since (``/proc/self/pagemap`` tells), is not
+copied again: the message names that segment, and the process keeps its
+mapping, hence the lock, until the buffer's receivers have theirs.  So a
+pushed array pulled back, or a pulled one pushed on, costs no new segment.
+
 The owner decides when a lent segment may be probed: a client once its
 request is answered (every receiver has mapped it by then, or failed), an
 engine once the hub says it has mapped the result (see ``hub/segments.py``).
@@ -35,11 +41,13 @@ import ctypes
 import errno
 import fcntl
 import hashlib
+import itertools
 import mmap
 import os
 import re
 import stat
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -59,6 +67,10 @@ _MADV_POPULATE_WRITE = 23
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _NAME = re.compile(r"pxmagic-([0-9a-f]{12})-(\d+)-(\d+)")
+#: pagemap(5), the top byte of a page's entry: present, swapped, a page of the file (not a private copy)
+_PRESENT, _SWAPPED, _FILE_PAGE = 0x80, 0x40, 0x20
+#: that byte -> 1 where the page holds this process's own writes rather than the segment's bytes
+_WRITTEN = bytes(int(bool(b & _SWAPPED or (b & _PRESENT and not b & _FILE_PAGE))) for b in range(256))
 
 
 class SegmentRefused(ValueError):
@@ -84,13 +96,21 @@ def cluster_tag(key: bytes) -> str:
     return hashlib.sha256(b"pxmagic segment\0" + key).hexdigest()[:12]
 
 
-def reference(name: str, nbytes: int) -> str:
-    return f"{SCHEME}{name}:{nbytes}"
+def reference(name: str, nbytes: int, offset: int = 0) -> str:
+    """The descriptor of ``nbytes`` at ``offset`` in segment ``name``: ``shm:<name>:<nbytes>[@<offset>]``."""
+    return f"{SCHEME}{name}:{nbytes}" + (f"@{offset}" if offset else "")
 
 
-def parse_reference(tag: str, entry: str) -> tuple[str, int]:
-    """The segment name and buffer size of a descriptor ``shm:<name>:<nbytes>`` of cluster ``tag``."""
-    name, _, size = entry[len(SCHEME):].partition(":")
+def split_reference(entry: str) -> tuple[str, str, str]:
+    """A descriptor's name, size and offset, as the text they are (unchecked)."""
+    name, _, place = entry[len(SCHEME):].partition(":")
+    size, _, offset = place.partition("@")
+    return name, size, offset or "0"
+
+
+def parse_reference(tag: str, entry: str) -> tuple[str, int, int]:
+    """The segment name, buffer size and offset of a descriptor of cluster ``tag`` (see :func:`reference`)."""
+    name, size, offset = split_reference(entry)
     match = _NAME.fullmatch(name)
     if match is None:
         raise SegmentRefused(f"{name!r} is not the name of a pxmagic segment")
@@ -98,7 +118,9 @@ def parse_reference(tag: str, entry: str) -> tuple[str, int]:
         raise SegmentRefused(f"segment {name} belongs to another cluster")
     if not size.isdigit() or int(size) < 1:
         raise SegmentRefused(f"segment {name}: {size!r} is not a buffer size")
-    return name, int(size)
+    if not offset.isdigit():
+        raise SegmentRefused(f"segment {name}: {offset!r} is not an offset")
+    return name, int(size), int(offset)
 
 
 def owner_pid(name: str) -> int | None:
@@ -114,7 +136,7 @@ def open_segment(tag: str, entry: str) -> memoryview:
     maps it until one writes (copy-on-write).  The mapping keeps a shared
     lock on the file until it is released.
     """
-    name, nbytes = parse_reference(tag, entry)
+    name, nbytes, offset = parse_reference(tag, entry)
     try:
         fd = os.open(os.path.join(DIRECTORY, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
@@ -123,12 +145,97 @@ def open_segment(tag: str, entry: str) -> memoryview:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) != 0o600:
             raise SegmentRefused(f"segment {name} is not a 0600 file of this user")
-        if info.st_size < nbytes:
-            raise SegmentRefused(f"segment {name} holds {info.st_size} bytes, not the {nbytes} named")
+        if info.st_size < offset + nbytes:
+            raise SegmentRefused(f"segment {name} holds {info.st_size} bytes, not the {offset + nbytes} named")
         fcntl.flock(fd, fcntl.LOCK_SH)
-        return memoryview(mmap.mmap(fd, nbytes, access=mmap.ACCESS_COPY))
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        mapping = mmap.mmap(fd, offset + nbytes - start, access=mmap.ACCESS_COPY, offset=start)
     finally:
         os.close(fd)
+    _received.add(mapping, name, start, info.st_ino)
+    return memoryview(mapping)[offset - start:]
+
+
+def _address(buffer: memoryview | mmap.mmap) -> int:
+    anchor = ctypes.c_char.from_buffer(buffer)
+    try:
+        return ctypes.addressof(anchor)
+    finally:
+        del anchor
+
+
+def _written(address: int, nbytes: int) -> bool:
+    """Whether this process wrote into any page of a private mapping's range since mapping it (or cannot tell)."""
+    first, last = address // mmap.PAGESIZE, (address + nbytes - 1) // mmap.PAGESIZE
+    try:
+        with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
+            pagemap.seek(first * 8)
+            entries = pagemap.read((last - first + 1) * 8)
+    except OSError:
+        return True
+    return len(entries) != (last - first + 1) * 8 or b"\x01" in entries[7::8].translate(_WRITTEN)
+
+
+@dataclass
+class _Mapping:
+    name: str
+    #: where in the segment's file the mapping starts
+    offset: int
+    inode: int
+    address: int
+    length: int
+    mapping: weakref.ref
+
+
+class _ReceivedMappings:
+    """The segments this process maps as a receiver, while it does: where a buffer to send may already be."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, _Mapping] = {}
+        self._lock = threading.Lock()
+
+    def add(self, mapping: mmap.mmap, name: str, offset: int, inode: int) -> None:
+        key = id(mapping)
+        with self._lock:
+            self._by_id[key] = _Mapping(name, offset, inode, _address(mapping), len(mapping), weakref.ref(mapping))
+        weakref.finalize(mapping, self._forget, key)
+
+    def _forget(self, key: int) -> None:
+        with self._lock:
+            self._by_id.pop(key, None)
+
+    def holding(self, data: memoryview) -> tuple[str, int, mmap.mmap] | None:
+        """The segment, offset and mapping that ``data`` views unchanged, if any.
+
+        Only while the segment's name leads to it and its owner lives: a
+        dead owner's segments are swept, and a receiver could not open one.
+        """
+        if data.readonly or not self._by_id:
+            return None
+        address = _address(data)
+        with self._lock:
+            mappings = list(self._by_id.values())
+        for entry in mappings:
+            if entry.address <= address and address + data.nbytes <= entry.address + entry.length:
+                mapping = entry.mapping()
+                if mapping is None or mapping.closed or not _still_named(entry) or _written(address, data.nbytes):
+                    return None
+                return entry.name, entry.offset + address - entry.address, mapping
+        return None
+
+
+def _still_named(entry: _Mapping) -> bool:
+    try:
+        inode = os.stat(os.path.join(DIRECTORY, entry.name)).st_ino
+    except OSError:
+        return False
+    owner = owner_pid(entry.name)
+    return inode == entry.inode and owner is not None and _alive(owner)
+
+
+_received = _ReceivedMappings()
+#: the last part of a new segment's name, unique in this process (itertools.count's next() is atomic)
+_numbers = itertools.count(1)
 
 
 def _fill(mapping: mmap.mmap, fd: int, nbytes: int) -> None:
@@ -214,13 +321,20 @@ class Pool:
         self._lent: dict[str, Segment] = {}
         self._held: dict[str, Segment] = {}
         self._free: list[Segment] = []
-        self._count = 0
+        #: segments of others named in messages this process sent, their mappings kept until given back
+        self._borrowed: dict[str, list[mmap.mmap]] = {}
         self._lock = threading.Lock()
         atexit.register(self.close)
 
     def lend(self, buffer: memoryview) -> str:
-        """Copy ``buffer`` into a segment, and return the descriptor that names it."""
+        """Copy ``buffer`` into a segment, unless it lies unchanged in one already, and return the descriptor."""
         data = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
+        held = _received.holding(data)
+        if held is not None:
+            name, offset, mapping = held
+            with self._lock:
+                self._borrowed.setdefault(name, []).append(mapping)
+            return reference(name, data.nbytes, offset)
         segment = self._take(data.nbytes)
         segment.view[:data.nbytes] = data
         with self._lock:
@@ -239,9 +353,7 @@ class Pool:
             if segment.named():
                 return segment
             segment.close(unlink=False)  # swept away (a stopping hub removes its cluster's names)
-        with self._lock:
-            self._count += 1
-            name = f"pxmagic-{self.tag}-{os.getpid()}-{self._count}"
+        name = f"pxmagic-{self.tag}-{os.getpid()}-{next(_numbers)}"
         fd = os.open(os.path.join(DIRECTORY, name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         mapping = None
@@ -264,9 +376,16 @@ class Pool:
         A segment still mapped elsewhere is left there, named, to be looked
         at again later: its receivers may keep their array for long.  With
         ``reusable=False`` (a receiver may still come), it is never reused.
+        A borrowed segment's mapping is let go.
         """
+        names = list(names)
         with self._lock:
             returned = [self._lent.pop(name) for name in names if name in self._lent]
+            for name in names:
+                if name in self._borrowed:
+                    self._borrowed[name].pop()
+                    if not self._borrowed[name]:
+                        del self._borrowed[name]
         for segment in returned:
             if not reusable:
                 segment.close()
@@ -306,6 +425,7 @@ class Pool:
             self._lent.clear()
             self._held.clear()
             self._free.clear()
+            self._borrowed.clear()
         for segment in segments:
             segment.close()
 

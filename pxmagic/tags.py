@@ -122,7 +122,7 @@ def segment_names(descriptors: Any) -> list[str]:
     """The names of the segments that ``descriptors`` refer to (unchecked: for bookkeeping only)."""
     if not isinstance(descriptors, list):
         return []
-    return [entry[len(sharedmem.SCHEME):].rpartition(":")[0] for entry in descriptors
+    return [sharedmem.split_reference(entry)[0] for entry in descriptors
             if isinstance(entry, str) and entry.startswith(sharedmem.SCHEME)]
 
 
@@ -130,5 +130,6 @@ def segment_bytes(descriptors: Any) -> int:
     """How many bytes of a message's buffers travel in segments."""
     if not isinstance(descriptors, list):
         return 0
-    return sum(int(entry.rpartition(":")[2]) for entry in descriptors
-               if isinstance(entry, str) and entry.startswith(sharedmem.SCHEME) and entry.rpartition(":")[2].isdigit())
+    sizes = [sharedmem.split_reference(entry)[1] for entry in descriptors
+             if isinstance(entry, str) and entry.startswith(sharedmem.SCHEME)]
+    return sum(int(size) for size in sizes if size.isdigit())

@@ -96,6 +96,7 @@ def test_the_pool_keeps_at_most_its_bytes_warm():
     ("shm:../../etc/passwd:10", "not the name of a pxmagic segment"),
     (f"shm:pxmagic-{TAG}-1-1:0", "not a buffer size"),
     (f"shm:pxmagic-{TAG}-1-1:ten", "not a buffer size"),
+    (f"shm:pxmagic-{TAG}-1-1:10@-4", "not an offset"),
     (f"shm:pxmagic-{TAG}-1-424242:10", "cannot be opened"),
 ])
 def test_a_bad_reference_is_refused_with_its_reason(descriptor, reason):
@@ -107,6 +108,47 @@ def test_a_reference_beyond_the_segment_is_refused(pool):
     name = name_of(pool.lend(memoryview(bytes(1 << 20))))
     with pytest.raises(sharedmem.SegmentRefused, match="holds 1048576 bytes, not the 2097152 named"):
         sharedmem.open_segment(TAG, sharedmem.reference(name, 2 << 20))
+    with pytest.raises(sharedmem.SegmentRefused, match="holds 1048576 bytes, not the 1052672 named"):
+        sharedmem.open_segment(TAG, sharedmem.reference(name, 1 << 20, offset=4096))
+
+
+@pytest.fixture
+def relay():
+    """A second process's pool, as an engine's is: it sends on buffers it received."""
+    relay = sharedmem.Pool(TAG, keep_bytes=64 << 20)
+    yield relay
+    relay.close()
+
+
+def test_a_received_buffer_sent_on_unchanged_names_its_segment_again(pool, relay):
+    data = os.urandom(2 << 20)
+    descriptor = pool.lend(memoryview(data))
+    received = sharedmem.open_segment(TAG, descriptor)
+    assert name_of(relay.lend(received)) == name_of(descriptor)
+    part = relay.lend(received[8197:8197 + (1 << 20)])  # a view from the middle: named by its offset
+    assert name_of(part) == name_of(descriptor)
+    assert bytes(sharedmem.open_segment(TAG, part)) == data[8197:8197 + (1 << 20)]
+    assert relay.names() == [], "no segment of its own"
+
+
+def test_a_received_buffer_written_into_is_copied_with_its_changes(pool, relay):
+    data = os.urandom(2 << 20)
+    received = sharedmem.open_segment(TAG, pool.lend(memoryview(data)))
+    received[(1 << 20) + 7] = (data[(1 << 20) + 7] + 1) % 256  # one page of a private copy
+    descriptor = relay.lend(received)
+    assert name_of(descriptor) in relay.names()
+    assert bytes(sharedmem.open_segment(TAG, descriptor)) == bytes(received) != data
+
+
+def test_a_borrowed_segment_is_held_until_its_borrower_gives_it_back(pool, relay):
+    descriptor = pool.lend(memoryview(bytes(2 << 20)))
+    received = sharedmem.open_segment(TAG, descriptor)
+    relay.lend(received)
+    del received  # the relay's message may still be on its way: its mapping holds the segment
+    pool.give_back([name_of(descriptor)])
+    assert name_of(pool.lend(memoryview(bytes(2 << 20)))) != name_of(descriptor)
+    relay.give_back([name_of(descriptor)])
+    assert name_of(pool.lend(memoryview(bytes(2 << 20)))) == name_of(descriptor)
 
 
 def test_sweep_removes_the_segments_of_dead_owners_only(pool):
@@ -131,3 +173,13 @@ def test_the_hub_tells_an_engine_once_and_lets_go_when_the_client_has_the_result
     assert len(book) == 1
     book.expire(now=61.5)
     assert len(book) == 0 and book.announcements(1) == ["c"]
+
+
+def test_a_received_buffer_whose_segment_was_swept_is_copied(pool, relay):
+    data = os.urandom(2 << 20)
+    descriptor = pool.lend(memoryview(data))
+    received = sharedmem.open_segment(TAG, descriptor)
+    os.unlink(os.path.join(sharedmem.DIRECTORY, name_of(descriptor)))  # as a sweep does when its owner dies
+    sent = relay.lend(received)
+    assert name_of(sent) in relay.names(), "a receiver could not open the swept name"
+    assert bytes(sharedmem.open_segment(TAG, sent)) == data

@@ -85,6 +85,36 @@ def test_a_big_result_stays_right_after_its_segment_is_gone(rc):
     assert rc[0].apply_sync(lambda: "alive") == "alive"
 
 
+def backing_file(array: np.ndarray) -> str:
+    """The file that the pages of ``array``, in this process, are mapped from ('' for private memory)."""
+    address = array.ctypes.data
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(bound, 16) for bound in fields[0].split("-"))
+            if start <= address < end:
+                return fields[5] if len(fields) > 5 else ""
+    raise AssertionError(f"{address:#x} is in no mapping")
+
+
+def test_an_array_sent_back_unchanged_comes_from_the_segment_it_went_in(rc):
+    data = np.random.default_rng(1).random(2 * MB)  # 16 MB
+    rc[0].push({"trip": data}, block=True)
+    engine = rc[0].apply_sync(os.getpid)
+    pulled = rc[0].pull("trip", block=True)
+    tail = rc[0].apply_sync(lambda: trip[1000:])  # noqa: F821 (a view that starts off a page)
+    assert np.array_equal(pulled, data) and np.array_equal(tail, data[1000:])
+    own = f"/pxmagic-{tag_of(rc)}-{os.getpid()}-"
+    assert own in backing_file(pulled) and own in backing_file(tail), "the engine named the client's segment again"
+
+    rc[0].execute("trip[300_000] = -1.0")  # one page becomes the engine's own
+    changed = rc[0].pull("trip", block=True)
+    assert changed[300_000] == -1.0 and pulled[300_000] == data[300_000] != -1.0
+    assert np.array_equal(changed[:300_000], data[:300_000])
+    assert f"-{engine}-" in backing_file(changed), "a changed array is copied into a segment of the engine's"
+    rc[0].execute("trip = None", block=True)
+
+
 def test_a_forged_or_foreign_segment_is_refused_before_mapping(rc, tmp_path):
     info = json.loads(rc.connection_file.read_text())
     key = info["key"].encode()

@@ -1,7 +1,9 @@
 """The hub's book of result segments: which it maps, until when, and which engines must hear of it.
 
 An engine writes a large result into a segment of its own (``pxmagic.sharedmem``)
-and may write the next one into it once nobody maps it.  The hub maps every
+and may write the next one into it once nobody maps it; a result that lies
+unchanged in a segment the engine received is sent in that one, and the engine
+keeps its mapping until told, as for its own.  The hub maps every
 result segment it forwards, so it holds the segment until the client that
 asked has it (the client says so in its next request, ``received``) and, if
 the result store keeps the result, for as long as it does.  The engine must
