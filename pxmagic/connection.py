@@ -243,6 +243,16 @@ def hub_addresses(info: dict) -> tuple[str, str]:
     return hub_url(info, "request_port"), hub_url(info, "iopub_port")
 
 
+def bulk_address(info: dict) -> str | tuple[str, int] | None:
+    """Where a client reaches its hub's bulk stream (``pxmagic.hub.bulk``): a Unix path, (host, port), or None."""
+    path = info.get("bulk_path")
+    if path and info.get("hostname") == gethostname() and os.path.exists(path):
+        return path
+    if info.get("bulk_port") and info.get("transport") == "tcp":
+        return info["ip"], info["bulk_port"]
+    return None
+
+
 #: a profile's defaults for ``pxcluster start``
 CLUSTER_CONFIG = "pxcluster.json"
 

@@ -94,6 +94,27 @@ ENGINE_ABORT_REQUEST = "abort_request"
 #: environment variable through which the hub tells an engine its id
 ENGINE_ID_ENV = "PXMAGIC_ENGINE_ID"
 
+#: what a client sends first on its bulk stream to the hub (``pxmagic.hub.bulk``): its ZMQ routing id, signed
+BULK_HELLO = "bulk_hello"
+#: the frame before a reply's delimiter that says its buffers follow on the bulk stream, and their sizes
+BULK_SIZES = b"pxmagic-bulk:"
+
+
+def bulk_sizes_frame(sizes: Iterable[int]) -> bytes:
+    return BULK_SIZES + b",".join(b"%d" % size for size in sizes)
+
+
+def bulk_sizes(frame: Any) -> list[int] | None:
+    """The buffer sizes a reply's first frame announces, or None if it announces none."""
+    data = bytes(frame)
+    if not data.startswith(BULK_SIZES):
+        return None
+    fields = data[len(BULK_SIZES):].split(b",")
+    if not all(field.isdigit() for field in fields):
+        raise ProtocolError(f"{data[:80]!r} is not a list of buffer sizes")
+    return [int(field) for field in fields]
+
+
 #: iopub topic of the hub's own announcements (engines coming and going)
 HUB_TOPIC = b"hub.engines"
 ENGINE_STATUS = "engine_status"

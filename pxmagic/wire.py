@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import struct
 import weakref
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -77,8 +78,8 @@ def check(session: Session, parts: list, replay: str) -> Refusal | None:
 
 
 def load(frame: Any) -> Any:
-    """The JSON value of one frame."""
-    return json.loads(frame.bytes)
+    """The JSON value of one frame (a zmq.Frame, or bytes read from a stream)."""
+    return json.loads(frame.bytes if hasattr(frame, "bytes") else frame)
 
 
 def envelope(parts: list) -> tuple[dict, dict, dict]:
@@ -230,3 +231,37 @@ def framed_metadata(session: Session, metadata_frame: Any, buffers: Sequence) ->
     metadata = json.loads(bytes(metadata_frame))
     metadata["buffer_tags"] = tags.tag_frames(session.key, buffers)
     return session.pack(metadata)
+
+
+def to_stream(frames: Sequence) -> bytes:
+    """A message's frames as bytes for a plain stream socket: a count, then each frame after its length."""
+    out = [struct.pack("!I", len(frames))]
+    for frame in frames:
+        data = bytes(frame)
+        out += [struct.pack("!I", len(data)), data]
+    return b"".join(out)
+
+
+def from_stream(data: bytes | bytearray, limit: int) -> list | None:
+    """The frames of a message at the start of ``data`` (as :func:`to_stream` wrote them), None if not all there.
+
+    ProtocolError if what is there is not such a message of at most ``limit`` bytes.
+    """
+    if len(data) > limit:
+        raise ProtocolError(f"it is over {limit} bytes")
+    if len(data) < 4:
+        return None
+    (count,), at, frames = struct.unpack_from("!I", data), 4, []
+    if count > 16:
+        raise ProtocolError(f"it claims {count} frames")
+    for _ in range(count):
+        if len(data) < at + 4:
+            return None
+        (size,) = struct.unpack_from("!I", data, at)
+        if at + 4 + size > limit:
+            raise ProtocolError(f"it is over {limit} bytes")
+        if len(data) < at + 4 + size:
+            return None
+        frames.append(bytes(data[at + 4:at + 4 + size]))
+        at += 4 + size
+    return frames

@@ -53,6 +53,7 @@ def test_a_curve_hub_talks_only_to_clients_holding_its_public_key():
     with Cluster(n=1, curve=True, timeout=60) as rc:
         info = json.loads(rc.connection_file.read_text())
         assert info["curve_serverkey"]
+        assert "bulk_path" not in info and "bulk_port" not in info, "no plaintext stream beside encrypted sockets"
         assert rc[0].apply_sync(lambda: "encrypted round trip") == "encrypted round trip"
         assert hub_info_reply(info, info["curve_serverkey"], wait=10)["status"] == "ok"
         # the right HMAC key is not enough: without CurveZMQ the hub never hears the request

@@ -11,11 +11,16 @@ A ZMQ socket's FD signals a change, not readiness, and a send can consume the
 signal of a reply that arrived meanwhile.  So after each send the sender
 checks the socket for input and, if some waits, wakes the I/O thread through
 a pipe.  The I/O thread calls back with every reply and every iopub message.
+
+Without CURVE the channel also opens the hub's bulk stream (``pxmagic.hub.bulk``),
+greeted with ``hello(routing_id)``, and the I/O thread reads there the
+buffers of the large replies that say they follow on it.
 """
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +28,8 @@ from collections.abc import Callable
 import zmq
 
 from .. import connection, encryption
+from ..protocol import ProtocolError, bulk_sizes
+from .bulk import BulkReader
 
 log = logging.getLogger("pxmagic.client")
 
@@ -30,6 +37,8 @@ log = logging.getLogger("pxmagic.client")
 SILENCE_CHECK_MS = 500
 #: a poll that returns this much later than asked was not listening for that long (GIL held, process stopped)
 STALL_SLACK = 0.25
+#: seconds the bulk stream may stay silent in the middle of a reply's buffers (a hub that was killed closes it)
+BULK_STALL = 30.0
 #: messages taken from one socket before the other gets a turn
 BATCH = 64
 POLLIN = int(zmq.POLLIN)
@@ -45,6 +54,7 @@ class HubChannel:
         on_output: Callable[[list], None],
         on_silence: Callable[[float], None],
         send_timeout: float = 5.0,
+        hello: Callable[[bytes], bytes] | None = None,
     ):
         self.context = zmq.Context()
         self.send_timeout = send_timeout
@@ -64,8 +74,11 @@ class HubChannel:
                 encryption.make_client(socket, info["curve_serverkey"])
         request_address, output_address = connection.hub_addresses(info)
         self.address = request_address
+        routing_id = b"px" + secrets.token_bytes(14)
+        self._requests.setsockopt(zmq.ROUTING_ID, routing_id)
         self._requests.connect(request_address)
         self._output.connect(output_address)
+        self._bulk = self._open_bulk(info, hello, routing_id)
         #: held by whichever thread uses the request socket
         self._lock = threading.Lock()
         self._closing = False
@@ -73,6 +86,16 @@ class HubChannel:
         os.set_blocking(self._wake_write, False)
         self._thread = threading.Thread(target=self._serve, name="pxmagic-io", daemon=True)
         self._thread.start()
+
+    def _open_bulk(self, info: dict, hello: Callable[[bytes], bytes] | None, routing_id: bytes) -> BulkReader | None:
+        address = connection.bulk_address(info)
+        if hello is None or address is None or info.get("curve_serverkey"):
+            return None
+        try:
+            return BulkReader(address, hello(routing_id), max(self.send_timeout, BULK_STALL))
+        except OSError as error:
+            log.info("no bulk stream to the hub at %s (%s): large replies come by ZMQ", address, error)
+            return None
 
     def send(self, frames: list, track: bool = False) -> zmq.MessageTracker | None:
         """Send a signed message to the hub; with ``track``, a tracker of its buffers.
@@ -145,6 +168,8 @@ class HubChannel:
             with self._lock:
                 for socket in (self._requests, self._output):
                     socket.close()
+            if self._bulk is not None:
+                self._bulk.close()
             os.close(self._wake_read)
 
     def _hub_silence(self, silence: float, turn_started: float, timeout_ms: int) -> float:
@@ -169,8 +194,29 @@ class HubChannel:
                 if self._closing or not self._requests.get(zmq.EVENTS) & POLLIN:
                     return False
                 frames = self._requests.recv_multipart(copy=False)
-            self._handle(self._on_reply, frames)
+            self._handle(self._on_reply, self._with_bulk_buffers(frames))
         return True
+
+    def _with_bulk_buffers(self, frames: list) -> list:
+        """A reply whose buffers follow on the bulk stream, with them; a broken stream is closed, and the reply
+        left without them fails its tag check, so its result says its buffers are wrong."""
+        try:
+            sizes = bulk_sizes(frames[0])
+        except ProtocolError as error:
+            log.error("a reply's bulk frame is malformed: %s", error)
+            return frames[1:]
+        if sizes is None:
+            return frames
+        if self._bulk is None:
+            log.error("a reply's buffers come on a bulk stream this client does not have")
+            return frames[1:]
+        try:
+            return [*frames[1:], *self._bulk.read(sizes)]
+        except OSError as error:
+            log.error("the bulk stream from the hub broke (%s): large replies come by ZMQ from now on", error)
+            self._bulk.close()
+            self._bulk = None
+            return frames[1:]
 
     def _receive_output(self) -> None:
         for _ in range(BATCH):

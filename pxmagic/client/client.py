@@ -23,6 +23,7 @@ from jupyter_client.session import Session
 from .. import connection, sharedmem, tags, wire
 from ..error import RemoteError, TimeoutError, content_error
 from ..protocol import (
+    BULK_HELLO,
     ENGINE_STATUS,
     HUB_ABORT_REQUEST,
     HUB_INFO_REQUEST,
@@ -103,13 +104,18 @@ class Client:
         #: segments for large buffers to engines on this host, if the hub is on it (see pxmagic.sharedmem)
         self._host_id = sharedmem.host_id() if sharedmem.enabled() and info.get("host_id") == sharedmem.host_id() else ""
         self._segments = sharedmem.Pool(self._segment_tag) if self._host_id else None
-        self._channel = HubChannel(info, self._on_reply, self._on_output, self._on_hub_silence, hub_timeout)
+        self._channel = HubChannel(info, self._on_reply, self._on_output, self._on_hub_silence, hub_timeout,
+                                   hello=self._bulk_hello)
         try:
             self._refresh_engines(timeout)
         except Exception:
             self.close()
             raise
         Client._latest = weakref.ref(self)
+
+    def _bulk_hello(self, routing_id: bytes) -> bytes:
+        """What opens this client's bulk stream to the hub: its routing id, signed (see pxmagic.hub.bulk)."""
+        return wire.to_stream(wire.build(self.session, BULK_HELLO, {"routing_id": routing_id.hex()}))
 
     # -- engines ------------------------------------------------------------
     @property

@@ -77,6 +77,8 @@ from ..protocol import (
     result_msg_ids,
     stored_results_message,
 )
+from . import client_sockets
+from .bulk import BulkLinks
 from .deadlines import Deadlines
 from .history import Finished, TaskHistory
 from .status import status_content
@@ -174,6 +176,8 @@ class Hub:
         self._local_ipc: str | None = None
         #: messages the hub will not act on: counted, and logged at a bounded rate
         self.refusals = RefusalLog(log)
+        #: the clients' bulk streams, for the buffers of large replies (see .bulk)
+        self.bulk = BulkLinks(self.session, self.refusals.refused)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.stuck_watch: StuckWatch | None = None
@@ -188,7 +192,8 @@ class Hub:
         warning = encryption.exposure_warning(self.ip, self.curve_public is not None)
         if warning:
             log.warning("%s", warning)
-        addresses = self._bind_client_sockets()
+        addresses, self._local_ipc = client_sockets.bind(self.requests, self.publisher,
+                                                         None if self.curve_public else self.bulk, self.profile, self.ip)
         hub_iopub = hub_url(addresses, "iopub_port")
         self.registrar.start(self.ip, hub_iopub, HUB_SILENCE_PERIODS * HUB_HEARTBEAT_PERIOD,
                              tolerated_stall=self.supervisor.heart.tolerated_stall,
@@ -231,28 +236,6 @@ class Hub:
         finally:
             await self._shutdown()
 
-    def _bind_client_sockets(self) -> dict:
-        """Bind the sockets clients use; return where they are, as the connection file says it.
-
-        A hub on loopback serves only clients of its host, so it listens on
-        IPC sockets in the profile's 0700 ``security/`` directory: a TCP port
-        on 127.0.0.1 would let anyone on the host subscribe to every
-        engine's output.  Beyond loopback it listens on TCP (encrypted unless
-        told not to), and on IPC as well for the clients of its own host.
-        """
-        prefix = self._local_ipc = connection.hub_ipc_prefix(self.profile)
-        if prefix:
-            self.requests.bind(f"ipc://{prefix}-requests")
-            self.publisher.bind(f"ipc://{prefix}-iopub")
-            if encryption.is_loopback(self.ip):
-                return {"transport": "ipc", "ip": prefix, "request_port": "requests", "iopub_port": "iopub",
-                        "local_ipc": None}
-        else:
-            log.warning("the profile's directory is too deep for IPC socket paths; clients use TCP on %s", self.ip)
-        return {"transport": "tcp", "ip": self.ip, "local_ipc": prefix,
-                "request_port": self.requests.bind_to_random_port(f"tcp://{self.ip}"),
-                "iopub_port": self.publisher.bind_to_random_port(f"tcp://{self.ip}")}
-
     async def _shutdown(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -260,11 +243,10 @@ class Hub:
         self.client_file.unlink(missing_ok=True)
         self.registrar.close()
         await self.supervisor.shutdown()
+        self.bulk.close()
         self.requests.close(linger=0)
         self.publisher.close(linger=0)
-        if self._local_ipc:
-            for suffix in ("-requests", "-iopub"):
-                Path(self._local_ipc + suffix).unlink(missing_ok=True)
+        client_sockets.unlink(self._local_ipc)
         self.results.close()
         sharedmem.sweep(self.segment_tag, everything=True)
         log.info("hub stopped; %r", self.results)
@@ -524,7 +506,7 @@ class Hub:
         client, freed = self.router.on_reply(msg_id, failed)
         self._clock(engine.id)
         if client is not None:
-            self.pump.send(self.requests, [client, *frames])
+            self.pump.send(self.requests, [client, *self.bulk.divert(client, frames, len(parts) - 5)])
             if segments is not None:
                 names, buffers = segments
                 self.segments.forwarded(msg_id, engine.id, names, buffers, time.monotonic())
