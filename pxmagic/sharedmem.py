@@ -188,21 +188,22 @@ class _Mapping:
 
 
 class _ReceivedMappings:
-    """The segments this process maps as a receiver, while it does: where a buffer to send may already be."""
+    """The segments this process maps as a receiver, while it does: where a buffer to send may already be.
+
+    Entries of mappings that are gone are dropped on the next :meth:`add`,
+    not by a finalizer: one runs inside whatever allocation triggers the
+    garbage collector, perhaps while this very lock is held.
+    """
 
     def __init__(self) -> None:
         self._by_id: dict[int, _Mapping] = {}
         self._lock = threading.Lock()
 
     def add(self, mapping: mmap.mmap, name: str, offset: int, inode: int) -> None:
-        key = id(mapping)
+        entry = _Mapping(name, offset, inode, _address(mapping), len(mapping), weakref.ref(mapping))
         with self._lock:
-            self._by_id[key] = _Mapping(name, offset, inode, _address(mapping), len(mapping), weakref.ref(mapping))
-        weakref.finalize(mapping, self._forget, key)
-
-    def _forget(self, key: int) -> None:
-        with self._lock:
-            self._by_id.pop(key, None)
+            self._by_id = {key: e for key, e in self._by_id.items() if e.mapping() is not None}
+            self._by_id[id(mapping)] = entry
 
     def holding(self, data: memoryview) -> tuple[str, int, mmap.mmap] | None:
         """The segment, offset and mapping that ``data`` views unchanged, if any.
@@ -216,9 +217,11 @@ class _ReceivedMappings:
         with self._lock:
             mappings = list(self._by_id.values())
         for entry in mappings:
+            mapping = entry.mapping()
+            if mapping is None or mapping.closed:
+                continue
             if entry.address <= address and address + data.nbytes <= entry.address + entry.length:
-                mapping = entry.mapping()
-                if mapping is None or mapping.closed or not _still_named(entry) or _written(address, data.nbytes):
+                if not _still_named(entry) or _written(address, data.nbytes):
                     return None
                 return entry.name, entry.offset + address - entry.address, mapping
         return None

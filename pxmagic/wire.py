@@ -78,8 +78,8 @@ def check(session: Session, parts: list, replay: str) -> Refusal | None:
 
 
 def load(frame: Any) -> Any:
-    """The JSON value of one frame (a zmq.Frame, or bytes read from a stream)."""
-    return json.loads(frame.bytes if hasattr(frame, "bytes") else frame)
+    """The JSON value of one frame (a zmq.Frame, or a buffer read from a stream)."""
+    return json.loads(bytes(frame))
 
 
 def envelope(parts: list) -> tuple[dict, dict, dict]:

@@ -73,6 +73,18 @@ def test_a_large_result_is_read_off_the_stream_into_huge_pages(rc, remote_style)
     rc[0].execute("big = None", block=True)
 
 
+def test_a_stored_large_result_fetched_by_another_client_comes_on_its_stream(rc, remote_style):
+    data = np.random.default_rng(4).random(2 * MB)  # 16 MB
+    rc[0].push({"big": data}, block=True)
+    doubled = rc[0].apply_async(lambda: big * 2)  # noqa: F821
+    assert np.array_equal(doubled.get(30), data * 2)
+    fetched = remote_style.get_result(doubled.msg_ids[0]).get(30)
+    assert np.array_equal(fetched, data * 2)
+    if thp_advised():
+        assert huge_page_bytes(fetched) >= 8 * MB
+    rc[0].execute("big = None", block=True)
+
+
 def test_a_client_whose_stream_broke_gets_large_results_by_zmq(rc, remote_style):
     data = np.arange(4 * MB, dtype=np.int64)
     rc[0].push({"big": data}, block=True)

@@ -183,3 +183,4 @@ def test_a_received_buffer_whose_segment_was_swept_is_copied(pool, relay):
     sent = relay.lend(received)
     assert name_of(sent) in relay.names(), "a receiver could not open the swept name"
     assert bytes(sharedmem.open_segment(TAG, sent)) == data
+

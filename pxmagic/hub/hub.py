@@ -533,8 +533,8 @@ class Hub:
     def _send_results(self, client: bytes, parent: dict, found: list[Found]) -> None:
         found = [dataclasses.replace(result, parts=framed(self.session, result.parts)) for result in found]
         content, buffers = stored_results_message(found, self.results.why_missing)
-        reply = wire.build(self.session, HUB_RESULT_REPLY, content, parent=parent, ident=client)
-        self.pump.send(self.requests, [*reply, *buffers])
+        reply = wire.build(self.session, HUB_RESULT_REPLY, content, parent=parent)
+        self.pump.send(self.requests, [client, *self.bulk.divert(client, [*reply, *buffers], len(buffers))])
 
     def _purge(self, client: bytes, header: dict, content: dict) -> None:
         try:
