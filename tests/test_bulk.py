@@ -158,3 +158,28 @@ def test_a_client_killed_while_the_hub_streams_to_it_breaks_nothing(rc, tmp_path
     rc[0].execute("huge = None", block=True)
     with Client(rc.connection_file) as other:
         assert other[1].apply_sync(lambda: "alive") == "alive"
+
+
+@pytest.fixture
+def breaking_stream(monkeypatch):
+    """The client's bulk stream breaks in the middle of the next buffer it reads: its socket is shut down, for real,
+    after the first MB (as a connection lost under way)."""
+    from pxmagic.client import bulk
+
+    read_one = bulk.BulkReader._read_one
+
+    def break_then_read(self, size):
+        self._sock.recv(MB, socket.MSG_WAITALL)
+        self._sock.shutdown(socket.SHUT_RDWR)
+        monkeypatch.setattr(bulk.BulkReader, "_read_one", read_one)
+        return read_one(self, size)
+
+    monkeypatch.setattr(bulk.BulkReader, "_read_one", break_then_read)
+
+
+def test_a_result_whose_buffers_a_broken_stream_lost_is_fetched_again(rc, remote_style, breaking_stream):
+    data = np.random.default_rng(5).random(4 * MB)
+    rc[0].push({"big": data}, block=True)
+    assert np.array_equal(remote_style[0].pull("big", block=False).get(30), data)
+    assert np.array_equal(remote_style[0].pull("big", block=False).get(30), data), "and the next by ZMQ"
+    rc[0].execute("big = None", block=True)

@@ -138,3 +138,15 @@ def test_retries_are_counted_and_recent_results_are_capped():
     sent(ledger, ["v"], [0], single=True)
     assert list(ledger.results) == ["u", "v"]
     assert ledger.find("t") is task, "still awaited, so still found"
+
+
+def test_a_reply_that_cannot_be_had_fails_its_slot_with_why():
+    ledger = Ledger(decode)
+    result = sent(ledger, ["r/0", "r/1"], [0, 1])
+    ledger.reply(reply("r/0", "a"))
+    ledger.lost("r/1", "its buffers were lost")
+    with pytest.raises(CompositeError) as error:
+        result.result(0)
+    assert "ConnectionError" in str(error.value) and "its buffers were lost" in str(error.value)
+    ledger.lost("r/1", "again")  # a slot already filled: nothing changes
+    assert not ledger.awaiting("r/1")

@@ -14,7 +14,8 @@ a pipe.  The I/O thread calls back with every reply and every iopub message.
 
 Without CURVE the channel also opens the hub's bulk stream (``pxmagic.hub.bulk``),
 greeted with ``hello(routing_id)``, and the I/O thread reads there the
-buffers of the large replies that say they follow on it.
+buffers of the large replies that say they follow on it.  A reply whose
+buffers the stream lost (it broke) goes to ``on_lost`` instead, without them.
 """
 from __future__ import annotations
 
@@ -55,12 +56,14 @@ class HubChannel:
         on_silence: Callable[[float], None],
         send_timeout: float = 5.0,
         hello: Callable[[bytes], bytes] | None = None,
+        on_lost: Callable[[list], None] | None = None,
     ):
         self.context = zmq.Context()
         self.send_timeout = send_timeout
         self._on_reply = on_reply
         self._on_output = on_output
         self._on_silence = on_silence
+        self._on_lost = on_lost or on_reply
         #: whether a message (any, heartbeats included) came since the last silence check
         self._heard = False
         self._requests = self.context.socket(zmq.DEALER)
@@ -194,29 +197,30 @@ class HubChannel:
                 if self._closing or not self._requests.get(zmq.EVENTS) & POLLIN:
                     return False
                 frames = self._requests.recv_multipart(copy=False)
-            self._handle(self._on_reply, self._with_bulk_buffers(frames))
+            whole = self._with_bulk_buffers(frames)
+            self._handle(self._on_reply if whole is not None else self._on_lost, whole or frames[1:])
         return True
 
-    def _with_bulk_buffers(self, frames: list) -> list:
-        """A reply whose buffers follow on the bulk stream, with them; a broken stream is closed, and the reply
-        left without them fails its tag check, so its result says its buffers are wrong."""
+    def _with_bulk_buffers(self, frames: list) -> list | None:
+        """A reply whose buffers follow on the bulk stream, with them; None if they were lost (a broken stream is
+        closed: the hub sends by ZMQ again)."""
         try:
             sizes = bulk_sizes(frames[0])
         except ProtocolError as error:
             log.error("a reply's bulk frame is malformed: %s", error)
-            return frames[1:]
+            return None
         if sizes is None:
             return frames
         if self._bulk is None:
             log.error("a reply's buffers come on a bulk stream this client does not have")
-            return frames[1:]
+            return None
         try:
             return [*frames[1:], *self._bulk.read(sizes)]
         except OSError as error:
             log.error("the bulk stream from the hub broke (%s): large replies come by ZMQ from now on", error)
             self._bulk.close()
             self._bulk = None
-            return frames[1:]
+            return None
 
     def _receive_output(self) -> None:
         for _ in range(BATCH):

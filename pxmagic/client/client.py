@@ -10,6 +10,7 @@ import dataclasses
 import getpass
 import html
 import logging
+import threading
 import time
 import weakref
 from concurrent import futures
@@ -59,6 +60,8 @@ from .requests import Request
 from .view import DirectView
 
 log = logging.getLogger("pxmagic.client")
+#: seconds to fetch a result again whose buffers the bulk stream lost (at least; it comes by ZMQ, maybe 1 GB)
+REFETCH_TIMEOUT = 60.0
 
 
 class Client:
@@ -105,7 +108,7 @@ class Client:
         self._host_id = sharedmem.host_id() if sharedmem.enabled() and info.get("host_id") == sharedmem.host_id() else ""
         self._segments = sharedmem.Pool(self._segment_tag) if self._host_id else None
         self._channel = HubChannel(info, self._on_reply, self._on_output, self._on_hub_silence, hub_timeout,
-                                   hello=self._bulk_hello)
+                                   hello=self._bulk_hello, on_lost=self._on_lost_buffers)
         try:
             self._refresh_engines(timeout)
         except Exception:
@@ -376,6 +379,31 @@ class Client:
             self.ledger.retried(parent_id, msg["content"])
         elif not stored:
             self.ledger.reply(msg)
+
+    def _on_lost_buffers(self, frames: list) -> None:
+        """A reply whose buffers the bulk stream lost: a result is fetched again from the hub's store (from a
+        thread: this one must not wait), a hub request fails with the reason."""
+        _, parts = self.session.feed_identities(frames, copy=False)
+        msg = self._verified(parts)
+        if msg is None:
+            return
+        parent_id = msg["parent_header"].get("msg_id")
+        hub_reply = self._hub_requests.get(parent_id)
+        if hub_reply is not None:
+            hub_reply.set_exception(ConnectionError("the results' buffers were lost when the bulk stream from "
+                                                    "the hub broke; ask again"))
+        elif self.ledger.awaiting(parent_id):
+            threading.Thread(target=self._fetch_again, args=(parent_id,), name="pxmagic-refetch", daemon=True).start()
+
+    def _fetch_again(self, msg_id: str) -> None:
+        why = "its buffers were lost when the bulk stream from the hub broke"
+        try:
+            self._hub_request(HUB_RESULT_REQUEST, max(self.hub_timeout, REFETCH_TIMEOUT), {"msg_ids": [msg_id]})
+        except Exception as error:
+            self.ledger.lost(msg_id, f"{why}, and asking the hub again failed: {error}")
+            return
+        if self.ledger.awaiting(msg_id):
+            self.ledger.lost(msg_id, f"{why}, and the hub no longer keeps it")
 
     def _on_stored_results(self, content: dict, frames: list) -> None:
         """Deliver the results a ``hub_result_reply`` carries: replies as their engines signed them."""

@@ -164,6 +164,13 @@ class Ledger:
                                 "cluster's key", engine_id=engine_id)
             slot.result._deliver(slot.index, engine_id, None, error)
 
+    def lost(self, msg_id: str, why: str) -> None:
+        """The reply to ``msg_id`` cannot be had: its slot fails with ``why``."""
+        slot = self._take_reply(msg_id)
+        if slot is not None:
+            engine_id = slot.result.engine_ids[slot.index]
+            slot.result._deliver(slot.index, engine_id, None, RemoteError("ConnectionError", why, engine_id=engine_id))
+
     def output(self, engine_id: int | None, msg: dict) -> None:
         """An engine's output for one of our requests (its ``idle`` status ends the output)."""
         parent_id = msg["parent_header"].get("msg_id")
