@@ -238,7 +238,7 @@ def hub_addresses(info: dict) -> tuple[str, str]:
     the socket file is not there) it uses TCP.
     """
     prefix = info.get("local_ipc")
-    if prefix and info.get("hostname") == gethostname() and os.path.exists(f"{prefix}-requests"):
+    if prefix and _here(info, f"{prefix}-requests"):
         return f"ipc://{prefix}-requests", f"ipc://{prefix}-iopub"
     return hub_url(info, "request_port"), hub_url(info, "iopub_port")
 
@@ -246,11 +246,16 @@ def hub_addresses(info: dict) -> tuple[str, str]:
 def bulk_address(info: dict) -> str | tuple[str, int] | None:
     """Where a client reaches its hub's bulk stream (``pxmagic.hub.bulk``): a Unix path, (host, port), or None."""
     path = info.get("bulk_path")
-    if path and info.get("hostname") == gethostname() and os.path.exists(path):
+    if path and _here(info, path):
         return path
     if info.get("bulk_port") and info.get("transport") == "tcp":
         return info["ip"], info["bulk_port"]
     return None
+
+
+def _here(info: dict, path: str) -> bool:
+    """Whether the hub's socket file ``path`` is one this process can reach: the hub runs on this host."""
+    return info.get("hostname") == gethostname() and os.path.exists(path)
 
 
 #: a profile's defaults for ``pxcluster start``

@@ -92,7 +92,7 @@ class HubChannel:
 
     def _open_bulk(self, info: dict, hello: Callable[[bytes], bytes] | None, routing_id: bytes) -> BulkReader | None:
         address = connection.bulk_address(info)
-        if hello is None or address is None or info.get("curve_serverkey"):
+        if hello is None or address is None:  # a hub under CURVE offers no stream
             return None
         try:
             return BulkReader(address, hello(routing_id), max(self.send_timeout, BULK_STALL))
@@ -198,7 +198,10 @@ class HubChannel:
                     return False
                 frames = self._requests.recv_multipart(copy=False)
             whole = self._with_bulk_buffers(frames)
-            self._handle(self._on_reply if whole is not None else self._on_lost, whole or frames[1:])
+            if whole is None:
+                self._handle(self._on_lost, frames[1:])
+            else:
+                self._handle(self._on_reply, whole)
         return True
 
     def _with_bulk_buffers(self, frames: list) -> list | None:

@@ -158,18 +158,19 @@ class Ledger:
 
     def unsigned_stored_result(self, msg_id: str, engine_id: int | None) -> None:
         """The hub sent a stored result for ``msg_id`` that our key did not sign: its slot fails with that."""
-        slot = self._take_reply(msg_id)
-        if slot is not None:
-            error = RemoteError("PermissionError", f"the stored result of {msg_id} is not signed with this "
-                                "cluster's key", engine_id=engine_id)
-            slot.result._deliver(slot.index, engine_id, None, error)
+        self._fail(msg_id, "PermissionError", f"the stored result of {msg_id} is not signed with this cluster's key",
+                   engine_id)
 
     def lost(self, msg_id: str, why: str) -> None:
         """The reply to ``msg_id`` cannot be had: its slot fails with ``why``."""
+        self._fail(msg_id, "ConnectionError", why)
+
+    def _fail(self, msg_id: str, ename: str, why: str, engine_id: int | None = None) -> None:
         slot = self._take_reply(msg_id)
         if slot is not None:
-            engine_id = slot.result.engine_ids[slot.index]
-            slot.result._deliver(slot.index, engine_id, None, RemoteError("ConnectionError", why, engine_id=engine_id))
+            if engine_id is None:
+                engine_id = slot.result.engine_ids[slot.index]
+            slot.result._deliver(slot.index, engine_id, None, RemoteError(ename, why, engine_id=engine_id))
 
     def output(self, engine_id: int | None, msg: dict) -> None:
         """An engine's output for one of our requests (its ``idle`` status ends the output)."""
